@@ -1,0 +1,61 @@
+"""Command line: `python -m service [run|migrate]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+
+import asyncpg
+
+from .settings import Settings, SettingsError, load_settings
+
+
+async def migrate(settings: Settings) -> list[str]:
+    from .app import open_database
+    from .db.migrate import apply_migrations
+
+    async with contextlib.AsyncExitStack() as stack:
+        dsn = await open_database(settings, stack)
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await apply_migrations(conn)
+        finally:
+            await conn.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service", description="Tasks service for Better Auth apps")
+    parser.add_argument("command", nargs="?", default="run", choices=["run", "migrate"])
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    if args.command == "migrate":
+        applied = asyncio.run(migrate(settings))
+        print(f"applied: {', '.join(applied) or 'nothing, up to date'}")
+        return 0
+
+    import uvicorn
+
+    from .app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        proxy_headers=False,
+        server_header=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

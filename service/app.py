@@ -1,0 +1,228 @@
+"""The ASGI application: resources opened in the lifespan, one table from error to response."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable
+
+import asyncpg
+import httpx
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from . import errors
+from .auth.dependencies import BearerAuthMiddleware
+from .auth.jwks import JWKSCache, fetch_jwks
+from .auth.tokens import TokenVerifier
+from .db.embedded import DATABASE_NAME, EmbeddedPostgres, ensure_database, start_embedded_postgres
+from .db.migrate import apply_migrations
+from .db.pool import UNAVAILABLE_ERRORS, create_pool
+from .health import router as health_router
+from .settings import Settings
+from .tasks.routes import router as tasks_router
+
+log = logging.getLogger("service")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+@dataclass
+class Resources:
+    """Everything a request may reach, opened and closed by the lifespan."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    http: httpx.AsyncClient
+    jwks: JWKSCache
+    verifier: TokenVerifier
+
+
+def problem_response(exc: errors.ServiceError) -> Response:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": exc.title,
+        "status": exc.status,
+        "detail": exc.detail,
+        "code": exc.code,
+    }
+    if isinstance(exc, errors.InvalidRequest) and exc.errors:
+        body["errors"] = exc.errors
+    return Response(orjson.dumps(body), status_code=exc.status, media_type=PROBLEM_MEDIA_TYPE, headers=exc.headers)
+
+
+async def render_error(exc: errors.ServiceError, scope: dict, send: Callable) -> None:
+    """Answer from ASGI middleware, before routing."""
+
+    async def no_body() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    await problem_response(exc)(scope, no_body, send)
+
+
+def _validation_problem(exc: RequestValidationError) -> errors.InvalidRequest:
+    fields = []
+    for error in exc.errors():
+        location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path", "header")]
+        fields.append({"field": ".".join(location) or "request", "message": error.get("msg", "invalid")})
+    return errors.InvalidRequest("; ".join(f"{f['field']}: {f['message']}" for f in fields), fields)
+
+
+def _http_problem(exc: StarletteHTTPException) -> errors.ServiceError:
+    if exc.status_code == 404:
+        return errors.NotFound("no such route")
+    if exc.status_code == 405:
+        problem = errors.MethodNotAllowed("method not allowed on this route")
+        problem.headers = dict(exc.headers or {})
+        return problem
+    problem = errors.ServiceError(str(exc.detail))
+    problem.status, problem.title, problem.code = exc.status_code, str(exc.detail), "http_error"
+    return problem
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_service_error(_: Request, exc: errors.ServiceError) -> Response:
+        return problem_response(exc)
+
+    async def on_validation_error(_: Request, exc: RequestValidationError) -> Response:
+        return problem_response(_validation_problem(exc))
+
+    async def on_http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        return problem_response(_http_problem(exc))
+
+    async def on_database_unavailable(_: Request, exc: Exception) -> Response:
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return problem_response(errors.DatabaseUnavailable())
+
+    async def on_unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return problem_response(errors.ServiceError("an unexpected error occurred"))
+
+    app.add_exception_handler(errors.ServiceError, on_service_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    for exc_type in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(exc_type, on_database_unavailable)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+class BodyLimitMiddleware:
+    """413 for a body over the limit: at once from Content-Length, or as soon as it streams past it."""
+
+    def __init__(self, app, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_body_bytes
+        for name, value in scope["headers"]:
+            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
+                await render_error(errors.PayloadTooLarge(f"the body exceeds {limit} bytes"), scope, send)
+                return
+        received = 0
+
+        async def limited_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise errors.PayloadTooLarge(f"the body exceeds {limit} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+async def open_database(settings: Settings, stack: contextlib.AsyncExitStack) -> str:
+    """The DSN to use: DATABASE_URL, or an embedded server started (and stopped) with the app."""
+    if settings.database_url:
+        return settings.database_url
+    server: EmbeddedPostgres = await asyncio.to_thread(start_embedded_postgres, settings.embedded_pg_data_dir)
+    stack.callback(server.stop)
+    await ensure_database(server.admin_dsn(), DATABASE_NAME)
+    return server.dsn()
+
+
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            dsn = await open_database(settings, stack)
+            conn = await asyncpg.connect(dsn)
+            try:
+                await apply_migrations(conn)
+            finally:
+                await conn.close()
+            pool = await create_pool(dsn, settings)
+            stack.push_async_callback(pool.close)
+            http = httpx.AsyncClient(
+                follow_redirects=False,
+                timeout=settings.jwks_fetch_timeout_seconds,
+                limits=httpx.Limits(max_connections=4),
+                headers={"User-Agent": "tasks-service"},
+            )
+            stack.push_async_callback(http.aclose)
+
+            def fetch() -> Any:
+                return fetch_jwks(
+                    http,
+                    settings.jwks_url,
+                    timeout_seconds=settings.jwks_fetch_timeout_seconds,
+                    max_bytes=settings.jwks_max_bytes,
+                )
+
+            verifier_ref: list[TokenVerifier] = []
+            jwks = JWKSCache(
+                fetch,
+                min_refetch_interval_seconds=settings.jwks_min_refetch_interval_seconds,
+                refresh_interval_seconds=settings.jwks_refresh_interval_seconds,
+                max_staleness_seconds=settings.jwks_max_staleness_seconds,
+                clock_skew_seconds=settings.jwt_leeway_seconds,
+                clock=clock,
+                on_keys_removed=lambda kids: verifier_ref[0].forget_keys(kids),
+            )
+            verifier = TokenVerifier(
+                jwks,
+                algorithms=settings.jwt_algorithms,
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                leeway_seconds=settings.jwt_leeway_seconds,
+                max_token_bytes=settings.max_token_bytes,
+                token_cache_max_entries=settings.token_cache_max_entries,
+                clock=clock,
+            )
+            verifier_ref.append(verifier)
+            app.state.resources = Resources(settings=settings, pool=pool, http=http, jwks=jwks, verifier=verifier)
+            refresher = asyncio.create_task(jwks.run_refresher(), name="jwks-refresher")
+            stack.push_async_callback(_cancel, refresher)
+            log.info("serving; keys from %s", settings.jwks_url)
+            yield
+
+    app = FastAPI(
+        title="Tasks service",
+        version="0.1.0",
+        description="Per-user tasks for a Next.js app using Better Auth; Bearer JWTs verified offline against its JWKS.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(tasks_router)
+    # Added last = outermost: the size limit applies before anything reads the body.
+    app.add_middleware(BearerAuthMiddleware, render_error=render_error)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+async def _cancel(task: asyncio.Task) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,234 @@
+"""Fetching the issuer's JWKS over HTTP and keeping a cache of it that follows key rotation.
+
+Rules (DESIGN §3.4): one fetch at a time; a routine refresh runs in the background so no request
+waits for it; an unknown `kid` triggers at most one refetch per `min_refetch_interval`, counted
+from the last attempt; a request with an unknown `kid` waits (bounded) for the next allowed fetch
+unless the set we hold was fetched after the token was issued; on failure the last good keys are
+kept up to `max_staleness`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+import httpx
+
+from .keys import ImportedKeys, InvalidJWKS, PublicKey, import_jwks
+
+log = logging.getLogger("service.auth.jwks")
+
+BACKOFF_INITIAL_SECONDS = 1.0
+
+
+class JWKSFetchError(Exception):
+    """The JWKS host did not give us a usable key set; the message says why (no secrets)."""
+
+
+async def fetch_jwks(client: httpx.AsyncClient, url: str, *, timeout_seconds: float, max_bytes: int) -> ImportedKeys:
+    """GET the JWKS with a total deadline, no redirects and a size cap; import each key on its own."""
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            async with client.stream(
+                "GET", url, follow_redirects=False, headers={"Accept": "application/json"}
+            ) as response:
+                if response.status_code != 200:
+                    raise JWKSFetchError(f"HTTP {response.status_code} from {url}")
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > max_bytes:
+                    raise JWKSFetchError(f"body of {declared} bytes exceeds the {max_bytes}-byte cap")
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise JWKSFetchError(f"body exceeds the {max_bytes}-byte cap")
+    except TimeoutError:
+        raise JWKSFetchError(f"no answer within {timeout_seconds:g} s") from None
+    except httpx.HTTPError as exc:
+        raise JWKSFetchError(f"{type(exc).__name__} fetching {url}") from exc
+    try:
+        imported = import_jwks(json.loads(body))
+    except (ValueError, InvalidJWKS) as exc:
+        raise JWKSFetchError(f"not a JWKS: {exc}") from None
+    for reason in imported.skipped:
+        log.warning("jwks key skipped: %s", reason)
+    if not imported.keys:
+        raise JWKSFetchError("the JWKS holds no usable signing key")
+    return imported
+
+
+@dataclass(frozen=True)
+class KeySet:
+    keys: dict[str, PublicKey]
+    fetch_started_at: float  # wall clock when the request that produced it was sent
+
+
+@dataclass
+class FetchStats:
+    """Counters read by /metrics and /readyz."""
+
+    ok: int = 0
+    failed: int = 0
+    unknown_kid_refetches: int = 0
+    unknown_kid_rejections: int = 0
+    last_error: str | None = None
+    last_fetch_seconds: float = 0.0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class JWKSCache:
+    def __init__(
+        self,
+        fetch: Callable[[], Awaitable[ImportedKeys]],
+        *,
+        min_refetch_interval_seconds: float,
+        refresh_interval_seconds: float,
+        max_staleness_seconds: float,
+        clock_skew_seconds: float,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_keys_removed: Callable[[set[str]], None] | None = None,
+    ) -> None:
+        self._fetch = fetch
+        self.min_refetch_interval = min_refetch_interval_seconds
+        self.refresh_interval = refresh_interval_seconds
+        self.max_staleness = max_staleness_seconds
+        self.clock_skew = clock_skew_seconds
+        self._clock = clock
+        self._sleep = sleep
+        self._on_keys_removed = on_keys_removed
+        self._current: KeySet | None = None
+        self._flight: asyncio.Task[KeySet | None] | None = None
+        self._flight_started_at = -math.inf
+        self._scheduled: asyncio.Task[KeySet | None] | None = None
+        self._last_attempt = -math.inf
+        self._failing = False
+        self.stats = FetchStats()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def usable_set(self) -> KeySet | None:
+        """The cached set, unless it is older than the maximum staleness."""
+        current = self._current
+        if current is None or self._clock() - current.fetch_started_at > self.max_staleness:
+            return None
+        return current
+
+    def stale_seconds(self) -> float | None:
+        return None if self._current is None else self._clock() - self._current.fetch_started_at
+
+    def retry_after_seconds(self) -> int:
+        return max(1, math.ceil(self._last_attempt + self.min_refetch_interval - self._clock()))
+
+    async def get_key(self, kid: str, issued_at: float) -> PublicKey | None:
+        """The key for `kid`, refetching if it is unknown; None when the issuer does not publish it.
+
+        Raises KeysUnavailableError when no usable key set can be had at all.
+        """
+        held = self.usable_set()
+        if held is not None and kid in held.keys:
+            return held.keys[kid]
+        if held is not None and held.fetch_started_at >= issued_at + self.clock_skew:
+            # Our set was fetched after this token was signed, so its key would be in it.
+            self.stats.unknown_kid_rejections += 1
+            return None
+        if self._failing and self._flight is None and self._scheduled is None:
+            # The host is down and the refresher is already retrying: answer now, not after a wait.
+            raise KeysUnavailableError(self.stats.last_error or "the JWKS host is failing")
+        await self._refetch_for(issued_at)
+        held = self.usable_set()
+        if held is not None and kid in held.keys:
+            return held.keys[kid]
+        if held is None or self._failing:
+            # Not the token's fault: we could not learn whether its key exists.
+            raise KeysUnavailableError(self.stats.last_error or "no key set fetched yet")
+        self.stats.unknown_kid_rejections += 1
+        return None
+
+    # -- fetching --------------------------------------------------------------------------
+
+    async def refresh(self) -> KeySet | None:
+        """Fetch now (joining a fetch already in flight). Returns the new set, or None on failure."""
+        if self._flight is None:
+            self._flight_started_at = self._clock()
+            self._flight = asyncio.create_task(self._fetch_once(self._flight_started_at))
+        return await asyncio.shield(self._flight)
+
+    async def _refetch_for(self, issued_at: float) -> None:
+        """Wait for a fetch that can see a key made at `issued_at`: in flight, or the next allowed one."""
+        if self._flight is not None and self._flight_started_at >= issued_at + self.clock_skew:
+            await asyncio.shield(self._flight)
+            return
+        if self._scheduled is None:
+            delay = max(0.0, self._last_attempt + self.min_refetch_interval - self._clock())
+            self.stats.unknown_kid_refetches += 1
+            self._scheduled = asyncio.create_task(self._refetch_after(delay))
+        await asyncio.shield(self._scheduled)
+
+    async def _refetch_after(self, delay: float) -> KeySet | None:
+        try:
+            if delay > 0:
+                await self._sleep(delay)
+            return await self.refresh()  # joins a flight that started while we waited
+        finally:
+            self._scheduled = None
+
+    async def _fetch_once(self, started_at: float) -> KeySet | None:
+        self._last_attempt = started_at
+        try:
+            imported = await self._fetch()
+        except Exception as exc:  # noqa: BLE001 - any failure keeps the last good keys
+            self._record_failure(exc)
+            return None
+        finally:
+            self.stats.last_fetch_seconds = max(0.0, self._clock() - started_at)
+            self._flight = None
+        return self._install(KeySet(keys=imported.keys, fetch_started_at=started_at))
+
+    def _install(self, new: KeySet) -> KeySet:
+        old = self._current
+        self.stats.ok += 1
+        if self._failing:
+            log.info("jwks fetch recovered: %d key(s) held", len(new.keys))
+            self._failing = False
+        if old is not None and old.fetch_started_at > new.fetch_started_at:
+            return old  # an older fetch never overwrites a newer result
+        self._current = new
+        removed = set(old.keys) - set(new.keys) if old is not None else set()
+        added = set(new.keys) - set(old.keys) if old is not None else set(new.keys)
+        if added or removed:
+            log.info("jwks keys changed: added %s, removed %s", sorted(added), sorted(removed))
+        if removed and self._on_keys_removed is not None:
+            self._on_keys_removed(removed)
+        return new
+
+    def _record_failure(self, exc: BaseException) -> None:
+        reason = str(exc) if isinstance(exc, JWKSFetchError) else f"{type(exc).__name__}"
+        self.stats.failed += 1
+        self.stats.last_error = reason
+        if not self._failing:  # log once per state change, not once per attempt
+            log.warning("jwks fetch failing, keeping the last good keys: %s", reason)
+            self._failing = True
+
+    # -- background ------------------------------------------------------------------------
+
+    async def run_refresher(self) -> None:
+        """Keep the set fresh forever: refresh every interval, retry failures with backoff."""
+        backoff = BACKOFF_INITIAL_SECONDS
+        while True:
+            result = await self.refresh()
+            if result is not None:
+                backoff = BACKOFF_INITIAL_SECONDS
+                await self._sleep(self.refresh_interval)
+            else:
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, self.refresh_interval)
+
+
+class KeysUnavailableError(Exception):
+    """No usable key set is held and none could be fetched."""

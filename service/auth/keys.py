@@ -1,0 +1,124 @@
+"""Turning a fetched JWKS document into verification keys, and choosing a key for an `alg`.
+
+Each key is imported on its own: a malformed or unsuitable key is skipped with a reason, never
+the whole set. Private members are dropped before import, so a leaked private JWK can never be
+used as anything but a public key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, OKPKey, RSAKey
+
+MAX_KEYS = 64
+MAX_KID_LENGTH = 256
+MIN_RSA_BITS = 2048
+
+# alg -> (kty, allowed curves or None for RSA)
+ALG_KEY_TYPES: dict[str, tuple[str, frozenset[str] | None]] = {
+    "EdDSA": ("OKP", frozenset({"Ed25519", "Ed448"})),
+    "Ed25519": ("OKP", frozenset({"Ed25519"})),
+    "ES256": ("EC", frozenset({"P-256"})),
+    "ES384": ("EC", frozenset({"P-384"})),
+    "ES512": ("EC", frozenset({"P-521"})),
+    **{f"{family}{bits}": ("RSA", None) for family in ("RS", "PS") for bits in (256, 384, 512)},
+}
+
+_PUBLIC_MEMBERS = {
+    "RSA": ("kty", "n", "e"),
+    "EC": ("kty", "crv", "x", "y"),
+    "OKP": ("kty", "crv", "x"),
+}
+_IMPORTERS = {"RSA": RSAKey, "EC": ECKey, "OKP": OKPKey}
+
+
+class InvalidJWKS(ValueError):
+    """The document is not a JWKS at all (not `{"keys": [...]}`)."""
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    kid: str
+    kty: str
+    crv: str | None
+    alg: str | None
+    key: RSAKey | ECKey | OKPKey
+
+    def accepts(self, alg: str) -> bool:
+        """True when this key may verify a signature made with `alg` (RFC 8725 §3.1)."""
+        wanted = ALG_KEY_TYPES.get(alg)
+        if wanted is None or self.kty != wanted[0]:
+            return False
+        curves = wanted[1]
+        if curves is not None and self.crv not in curves:
+            return False
+        return self.alg is None or self.alg == alg
+
+
+@dataclass(frozen=True)
+class ImportedKeys:
+    keys: dict[str, PublicKey]
+    skipped: tuple[str, ...]  # one human-readable reason per key not taken
+
+
+def import_jwks(document: Any) -> ImportedKeys:
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise InvalidJWKS('expected a JSON object {"keys": [...]}')
+    keys: dict[str, PublicKey] = {}
+    skipped: list[str] = []
+    for index, entry in enumerate(document["keys"]):
+        if index >= MAX_KEYS:
+            skipped.append(f"keys beyond the first {MAX_KEYS} ignored")
+            break
+        try:
+            key = import_public_key(entry)
+        except ValueError as exc:
+            skipped.append(f"key #{index}: {exc}")
+            continue
+        if key is None:
+            continue  # symmetric or unknown type: not ours to verify with, silently ignored
+        if key.kid in keys:
+            # Deterministic: the first key published under a kid wins.
+            skipped.append(f"key #{index}: duplicate kid {key.kid!r}, keeping the first")
+            continue
+        keys[key.kid] = key
+    return ImportedKeys(keys=keys, skipped=tuple(skipped))
+
+
+def import_public_key(entry: Any) -> PublicKey | None:
+    """One JWK -> PublicKey; None for key types we ignore (`oct`, unknown); ValueError when unusable."""
+    if not isinstance(entry, dict):
+        raise ValueError("not a JSON object")
+    kty = entry.get("kty")
+    if kty not in _IMPORTERS:
+        return None
+    kid = entry.get("kid")
+    if not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH:
+        raise ValueError("missing or invalid kid")
+    use = entry.get("use")
+    if use is not None and use != "sig":
+        raise ValueError(f"kid {kid!r}: use is {use!r}, not 'sig'")
+    key_ops = entry.get("key_ops")
+    if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
+        raise ValueError(f"kid {kid!r}: key_ops does not allow 'verify'")
+    alg = entry.get("alg")
+    if alg is not None and (not isinstance(alg, str) or alg not in ALG_KEY_TYPES):
+        raise ValueError(f"kid {kid!r}: alg {alg!r} is not an asymmetric signature algorithm")
+
+    public = {name: entry[name] for name in _PUBLIC_MEMBERS[kty] if name in entry}
+    try:
+        key = _IMPORTERS[kty].import_key(public)
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"kid {kid!r}: cannot import {kty} key ({type(exc).__name__})") from None
+
+    crv = public.get("crv") if kty != "RSA" else None
+    if kty == "RSA" and key.raw_value.key_size < MIN_RSA_BITS:
+        raise ValueError(f"kid {kid!r}: RSA key of {key.raw_value.key_size} bits, at least {MIN_RSA_BITS} required")
+    if kty == "OKP" and crv not in ("Ed25519", "Ed448"):
+        raise ValueError(f"kid {kid!r}: OKP curve {crv!r} cannot sign")
+    if alg is not None and not PublicKey(kid, kty, crv, None, key).accepts(alg):
+        raise ValueError(f"kid {kid!r}: alg {alg} does not fit a {kty} {crv or ''} key".replace("  ", " "))
+    return PublicKey(kid=kid, kty=kty, crv=crv, alg=alg, key=key)

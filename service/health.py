@@ -1,0 +1,65 @@
+"""Liveness, readiness and Prometheus metrics. These routes need no token."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from fastapi import APIRouter, Request, Response
+
+router = APIRouter(tags=["health"])
+
+READINESS_DB_TIMEOUT_SECONDS = 1.0
+
+
+@router.get("/healthz", summary="The process is alive")
+async def healthz() -> Response:
+    return Response(b'{"status":"ok"}', media_type="application/json")
+
+
+@router.get("/readyz", summary="The database answers and at least one signing key is usable")
+async def readyz(request: Request) -> Response:
+    resources = request.app.state.resources
+    problems: list[str] = []
+    try:
+        async with asyncio.timeout(READINESS_DB_TIMEOUT_SECONDS):
+            await resources.pool.fetchval("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready", with its kind
+        problems.append(f"database: {type(exc).__name__}")
+    held = resources.jwks.usable_set()
+    if held is None or not held.keys:
+        reason = resources.jwks.stats.last_error or "not fetched yet"
+        problems.append(f"signing keys: none usable ({reason})")
+    body = {"status": "not ready" if problems else "ready", "problems": problems, "keys": len(held.keys) if held else 0}
+    return Response(orjson.dumps(body), status_code=503 if problems else 200, media_type="application/json")
+
+
+@router.get("/metrics", summary="Prometheus text format")
+async def metrics(request: Request) -> Response:
+    resources = request.app.state.resources
+    stats = resources.jwks.stats
+    held = resources.jwks.usable_set()
+    stale = resources.jwks.stale_seconds()
+    verifier = resources.verifier
+    lines = [
+        "# TYPE jwks_fetches_total counter",
+        f'jwks_fetches_total{{result="ok"}} {stats.ok}',
+        f'jwks_fetches_total{{result="failed"}} {stats.failed}',
+        "# TYPE jwks_unknown_kid_refetches_total counter",
+        f"jwks_unknown_kid_refetches_total {stats.unknown_kid_refetches}",
+        "# TYPE jwks_unknown_kid_rejections_total counter",
+        f"jwks_unknown_kid_rejections_total {stats.unknown_kid_rejections}",
+        "# TYPE jwks_keys gauge",
+        f"jwks_keys {len(held.keys) if held else 0}",
+        "# TYPE jwks_stale_seconds gauge",
+        f"jwks_stale_seconds {stale if stale is not None else -1:.3f}",
+        "# TYPE jwks_last_fetch_seconds gauge",
+        f"jwks_last_fetch_seconds {stats.last_fetch_seconds:.6f}",
+        "# TYPE token_cache_lookups_total counter",
+        f'token_cache_lookups_total{{result="hit"}} {verifier.cache_hits}',
+        f'token_cache_lookups_total{{result="miss"}} {verifier.cache_misses}',
+        "# TYPE db_pool_connections gauge",
+        f'db_pool_connections{{state="total"}} {resources.pool.get_size()}',
+        f'db_pool_connections{{state="idle"}} {resources.pool.get_idle_size()}',
+    ]
+    return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")

@@ -1,0 +1,183 @@
+"""Every SQL statement on tasks: raw asyncpg, `$n` parameters only, the owner always `$1`.
+
+Writes are single statements with the ownership filter in their WHERE clause (no read-then-
+write). The only dynamic SQL is built from the fixed allow-lists below, never from input.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import asyncpg
+
+TASK_COLUMNS = "id, user_id, title, description, completed, created_at, updated_at, version"
+SORT_COLUMNS = ("created_at", "updated_at", "title")
+PATCHABLE_COLUMNS = ("title", "description", "completed")
+STATUS_FILTERS = {"all": "", "pending": " AND completed = false", "completed": " AND completed = true"}
+
+Executor = asyncpg.Pool | asyncpg.Connection
+
+
+async def insert_task(db: Executor, user_id: str, title: str, description: str) -> asyncpg.Record:
+    return await db.fetchrow(
+        f"INSERT INTO tasks (user_id, title, description) VALUES ($1, $2, $3) RETURNING {TASK_COLUMNS}",
+        user_id,
+        title,
+        description,
+    )
+
+
+async def get_task(db: Executor, user_id: str, task_id: int) -> asyncpg.Record | None:
+    return await db.fetchrow(f"SELECT {TASK_COLUMNS} FROM tasks WHERE user_id = $1 AND id = $2", user_id, task_id)
+
+
+async def task_exists(db: Executor, user_id: str, task_id: int) -> bool:
+    return bool(await db.fetchval("SELECT 1 FROM tasks WHERE user_id = $1 AND id = $2", user_id, task_id))
+
+
+@lru_cache(maxsize=None)
+def list_statement(column: str, descending: bool, status: str, with_query: bool, with_cursor: bool) -> str:
+    """The list SQL for one combination of options (a finite set, so each is prepared once).
+
+    Parameters: $1 owner, $2 limit, then the search text if any, then the cursor's (key, id).
+    """
+    if column not in SORT_COLUMNS or status not in STATUS_FILTERS:
+        raise ValueError("not an allowed sort column or status")
+    direction = "DESC" if descending else "ASC"
+    where = "user_id = $1" + STATUS_FILTERS[status]
+    next_param = 3
+    if with_query:
+        where += f" AND (strpos(lower(title), lower(${next_param})) > 0 OR strpos(lower(description), lower(${next_param})) > 0)"
+        next_param += 1
+    if with_cursor:
+        # Row comparison over (sort key, id): one index range scan, no OFFSET.
+        where += f" AND ({column}, id) {'<' if descending else '>'} (${next_param}, ${next_param + 1})"
+    return f"SELECT {TASK_COLUMNS} FROM tasks WHERE {where} ORDER BY {column} {direction}, id {direction} LIMIT $2"
+
+
+async def list_tasks(
+    db: Executor,
+    user_id: str,
+    *,
+    column: str,
+    descending: bool,
+    status: str,
+    query: str | None,
+    after: tuple[Any, int] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    sql = list_statement(column, descending, status, query is not None, after is not None)
+    args: list[Any] = [user_id, limit]
+    if query is not None:
+        args.append(query)
+    if after is not None:
+        args.extend(after)
+    return await db.fetch(sql, *args)
+
+
+async def replace_task(
+    db: Executor,
+    user_id: str,
+    task_id: int,
+    expected_versions: list[int] | None,
+    title: str,
+    description: str,
+    completed: bool,
+) -> asyncpg.Record | None:
+    return await db.fetchrow(
+        "UPDATE tasks SET title = $4, description = $5, completed = $6, version = version + 1, updated_at = now() "
+        f"WHERE user_id = $1 AND id = $2 AND ($3::int[] IS NULL OR version = ANY($3::int[])) RETURNING {TASK_COLUMNS}",
+        user_id,
+        task_id,
+        expected_versions,
+        title,
+        description,
+        completed,
+    )
+
+
+async def patch_task(
+    db: Executor, user_id: str, task_id: int, expected_versions: list[int] | None, changes: dict[str, Any]
+) -> asyncpg.Record | None:
+    columns = [name for name in PATCHABLE_COLUMNS if name in changes]
+    if not columns or len(columns) != len(changes):
+        raise ValueError("changes must be a non-empty subset of the patchable columns")
+    assignments = ", ".join(f"{name} = ${index}" for index, name in enumerate(columns, start=4))
+    return await db.fetchrow(
+        f"UPDATE tasks SET {assignments}, version = version + 1, updated_at = now() "
+        f"WHERE user_id = $1 AND id = $2 AND ($3::int[] IS NULL OR version = ANY($3::int[])) RETURNING {TASK_COLUMNS}",
+        user_id,
+        task_id,
+        expected_versions,
+        *(changes[name] for name in columns),
+    )
+
+
+async def toggle_task(db: Executor, user_id: str, task_id: int, expected_versions: list[int] | None) -> asyncpg.Record | None:
+    return await db.fetchrow(
+        "UPDATE tasks SET completed = NOT completed, version = version + 1, updated_at = now() "
+        f"WHERE user_id = $1 AND id = $2 AND ($3::int[] IS NULL OR version = ANY($3::int[])) RETURNING {TASK_COLUMNS}",
+        user_id,
+        task_id,
+        expected_versions,
+    )
+
+
+async def delete_task(db: Executor, user_id: str, task_id: int, expected_versions: list[int] | None) -> bool:
+    deleted = await db.fetchval(
+        "DELETE FROM tasks WHERE user_id = $1 AND id = $2 AND ($3::int[] IS NULL OR version = ANY($3::int[])) RETURNING 1",
+        user_id,
+        task_id,
+        expected_versions,
+    )
+    return bool(deleted)
+
+
+async def claim_idempotency_key(
+    db: Executor, user_id: str, key: str, fingerprint: bytes, ttl_hours: int
+) -> bool:
+    """Take `key` for a new request; False when a live request already holds it.
+
+    A concurrent duplicate blocks on the unique index until the first transaction ends. An
+    expired key is taken over in the same statement.
+    """
+    claimed = await db.fetchval(
+        "INSERT INTO idempotency_keys (user_id, key, fingerprint) VALUES ($1, $2, $3) "
+        "ON CONFLICT (user_id, key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, task_id = NULL, created_at = now() "
+        "WHERE idempotency_keys.created_at < now() - make_interval(hours => $4) RETURNING true",
+        user_id,
+        key,
+        fingerprint,
+        ttl_hours,
+    )
+    return bool(claimed)
+
+
+async def insert_task_for_key(
+    db: Executor, user_id: str, key: str, title: str, description: str
+) -> asyncpg.Record:
+    """Create the task and record it against the idempotency key, in one statement."""
+    return await db.fetchrow(
+        "WITH created AS ("
+        f" INSERT INTO tasks (user_id, title, description) VALUES ($1, $3, $4) RETURNING {TASK_COLUMNS}"
+        "), recorded AS ("
+        " UPDATE idempotency_keys SET task_id = (SELECT id FROM created) WHERE user_id = $1 AND key = $2"
+        f") SELECT {TASK_COLUMNS} FROM created",
+        user_id,
+        key,
+        title,
+        description,
+    )
+
+
+async def find_idempotent_result(db: Executor, user_id: str, key: str) -> asyncpg.Record | None:
+    """The fingerprint of the request that holds `key`, and the task it created (if it still exists)."""
+    return await db.fetchrow(
+        "SELECT k.fingerprint, k.task_id, t.id, t.user_id, t.title, t.description, t.completed,"
+        " t.created_at, t.updated_at, t.version"
+        " FROM idempotency_keys k LEFT JOIN tasks t ON t.user_id = k.user_id AND t.id = k.task_id"
+        " WHERE k.user_id = $1 AND k.key = $2",
+        user_id,
+        key,
+    )

@@ -1,0 +1,234 @@
+"""The tasks API under /api/{user_id}/tasks. The owner is always the verified token's subject."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+import asyncpg
+import orjson
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+
+from ..auth.dependencies import Owner
+from ..errors import IdempotencyKeyReused, InvalidRequest, PreconditionFailed, TaskNotFound
+from . import queries
+from .cursor import MAX_CURSOR_CHARS, decode_cursor, encode_cursor
+from .schemas import (
+    LIST_DEFAULT_LIMIT,
+    LIST_MAX_LIMIT,
+    QUERY_MAX_CHARS,
+    TASK_ID_MAX,
+    Problem,
+    Sort,
+    Status,
+    Task,
+    TaskCreate,
+    TaskPatch,
+    TaskReplace,
+    parse_body,
+)
+
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_ETAG_ITEM = re.compile(r'\s*(W/)?"([^"]*)"\s*')
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": Problem, "content": {"application/problem+json": {}}} for status in statuses}
+
+
+router = APIRouter(prefix="/api/{user_id}/tasks", tags=["tasks"], responses=_problems(401, 403, 422, 503))
+
+
+def database(request: Request) -> asyncpg.Pool:
+    return request.app.state.resources.pool
+
+
+Database = Annotated[asyncpg.Pool, Depends(database)]
+TaskId = Annotated[int, Path(ge=1, le=TASK_ID_MAX, description="The task's id")]
+IfMatch = Annotated[str | None, Header(description="ETag from a GET; 412 when the task changed since")]
+
+
+def etag(record: asyncpg.Record) -> str:
+    return f'"{record["id"]}-{record["version"]}"'
+
+
+def task_json(record: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": record["id"],
+        "user_id": record["user_id"],
+        "title": record["title"],
+        "description": record["description"],
+        "completed": record["completed"],
+        "created_at": record["created_at"],
+        "updated_at": record["updated_at"],
+    }
+
+
+def task_response(record: asyncpg.Record, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(task_json(record)),
+        status_code=status,
+        media_type="application/json",
+        headers={"ETag": etag(record), **(headers or {})},
+    )
+
+
+def task_location(user_id: str, task_id: int) -> str:
+    return f"/api/{quote(user_id, safe='')}/tasks/{task_id}"
+
+
+def expected_versions(if_match: str | None, task_id: int) -> list[int] | None:
+    """The versions an If-Match header accepts (strong comparison); None when it accepts any."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    versions: list[int] = []
+    for item in if_match.split(","):
+        match = _ETAG_ITEM.fullmatch(item)
+        if match is None:
+            raise InvalidRequest("If-Match must be * or a list of quoted ETags", [{"field": "If-Match", "message": "malformed"}])
+        weak, tag = match.groups()
+        owner_id, _, version = tag.partition("-")
+        if not weak and owner_id == str(task_id) and version.isdigit() and len(version) < 10:
+            versions.append(int(version))
+    return versions  # may be empty: then nothing matches and a present task answers 412
+
+
+async def _write_outcome(db: asyncpg.Pool, user_id: str, task_id: int, versions: list[int] | None) -> None:
+    """Explain why a conditional write touched no row: 412 if the task exists, else 404."""
+    if versions is not None and await queries.task_exists(db, user_id, task_id):
+        raise PreconditionFailed("the task changed since that ETag; GET it again")
+    raise TaskNotFound("no such task")
+
+
+@router.get("", response_model=list[Task], summary="List the caller's tasks")
+async def list_tasks(
+    request: Request,
+    user_id: Owner,
+    db: Database,
+    status: Status = Status.all,
+    sort: Sort = Sort.created_at_desc,
+    q: Annotated[str | None, Query(max_length=QUERY_MAX_CHARS, description="case-insensitive text search")] = None,
+    limit: Annotated[int, Query(ge=1, le=LIST_MAX_LIMIT)] = LIST_DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS, description="from the Link rel=next")] = None,
+) -> Response:
+    if q is not None and "\x00" in q:
+        raise InvalidRequest("q: must not contain NUL characters", [{"field": "q", "message": "NUL character"}])
+    query = q or None
+    column = sort.value.lstrip("-")
+    descending = sort.value.startswith("-")
+    options = {"sort": sort.value, "status": status.value, "q": query}
+    after = decode_cursor(cursor, options, column) if cursor else None
+    rows = await queries.list_tasks(
+        db, user_id, column=column, descending=descending, status=status.value, query=query, after=after, limit=limit + 1
+    )
+    headers = {}
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        params = {"limit": limit, "sort": sort.value, "status": status.value, **({"q": query} if query else {})}
+        params["cursor"] = encode_cursor(options, last[column], last["id"])
+        headers["Link"] = f'<{request.url.path}?{urlencode(params)}>; rel="next"'
+    body = orjson.dumps([task_json(row) for row in rows])
+    return Response(body, media_type="application/json", headers=headers)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=Task,
+    summary="Create a task",
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": TaskCreate.model_json_schema()}}}},
+    responses=_problems(413, 415),
+)
+async def create_task(
+    request: Request,
+    user_id: Owner,
+    db: Database,
+    idempotency_key: Annotated[
+        str | None, Header(description="Retrying a POST with the same key returns the first result")
+    ] = None,
+) -> Response:
+    body: TaskCreate = parse_body(TaskCreate, request.headers.get("content-type"), await request.body())
+    if idempotency_key is None:
+        record = await queries.insert_task(db, user_id, body.title, body.description)
+        return task_response(record, 201, {"Location": task_location(user_id, record["id"])})
+
+    if not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+        raise InvalidRequest(
+            "Idempotency-Key must be 1-255 visible ASCII characters",
+            [{"field": "Idempotency-Key", "message": "1-255 visible ASCII characters"}],
+        )
+    fingerprint = hashlib.sha256(orjson.dumps([body.title, body.description])).digest()
+    async with db.acquire() as conn, conn.transaction():
+        ttl = request.app.state.resources.settings.idempotency_key_ttl_hours
+        if await queries.claim_idempotency_key(conn, user_id, idempotency_key, fingerprint, ttl):
+            record = await queries.insert_task_for_key(conn, user_id, idempotency_key, body.title, body.description)
+            return task_response(record, 201, {"Location": task_location(user_id, record["id"])})
+        previous = await queries.find_idempotent_result(conn, user_id, idempotency_key)
+    if previous is None or previous["fingerprint"] != fingerprint:
+        raise IdempotencyKeyReused("this Idempotency-Key was used for a different request body")
+    if previous["id"] is None:
+        raise TaskNotFound("the task created with this Idempotency-Key has since been deleted")
+    return task_response(
+        previous, 201, {"Location": task_location(user_id, previous["id"]), "Idempotent-Replayed": "true"}
+    )
+
+
+@router.get("/{task_id}", response_model=Task, summary="Get one task", responses=_problems(404))
+async def get_task(user_id: Owner, db: Database, task_id: TaskId) -> Response:
+    record = await queries.get_task(db, user_id, task_id)
+    if record is None:
+        raise TaskNotFound("no such task")
+    return task_response(record)
+
+
+@router.put(
+    "/{task_id}",
+    response_model=Task,
+    summary="Replace a task's title, description and completed",
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": TaskReplace.model_json_schema()}}}},
+    responses=_problems(404, 412, 413, 415),
+)
+async def replace_task(request: Request, user_id: Owner, db: Database, task_id: TaskId, if_match: IfMatch = None) -> Response:
+    body: TaskReplace = parse_body(TaskReplace, request.headers.get("content-type"), await request.body())
+    versions = expected_versions(if_match, task_id)
+    record = await queries.replace_task(db, user_id, task_id, versions, body.title, body.description, body.completed)
+    if record is None:
+        await _write_outcome(db, user_id, task_id, versions)
+    return task_response(record)
+
+
+@router.patch(
+    "/{task_id}",
+    response_model=Task,
+    summary="Change some of a task's fields",
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": TaskPatch.model_json_schema()}}}},
+    responses=_problems(404, 412, 413, 415),
+)
+async def patch_task(request: Request, user_id: Owner, db: Database, task_id: TaskId, if_match: IfMatch = None) -> Response:
+    body: TaskPatch = parse_body(TaskPatch, request.headers.get("content-type"), await request.body())
+    versions = expected_versions(if_match, task_id)
+    changes = {name: getattr(body, name) for name in body.model_fields_set}
+    record = await queries.patch_task(db, user_id, task_id, versions, changes)
+    if record is None:
+        await _write_outcome(db, user_id, task_id, versions)
+    return task_response(record)
+
+
+@router.patch("/{task_id}/complete", response_model=Task, summary="Toggle completed", responses=_problems(404, 412))
+async def toggle_task(user_id: Owner, db: Database, task_id: TaskId, if_match: IfMatch = None) -> Response:
+    versions = expected_versions(if_match, task_id)
+    record = await queries.toggle_task(db, user_id, task_id, versions)
+    if record is None:
+        await _write_outcome(db, user_id, task_id, versions)
+    return task_response(record)
+
+
+@router.delete("/{task_id}", status_code=204, summary="Delete a task", responses=_problems(404, 412))
+async def delete_task(user_id: Owner, db: Database, task_id: TaskId, if_match: IfMatch = None) -> Response:
+    versions = expected_versions(if_match, task_id)
+    if not await queries.delete_task(db, user_id, task_id, versions):
+        await _write_outcome(db, user_id, task_id, versions)
+    return Response(status_code=204)

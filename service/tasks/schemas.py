@@ -1,0 +1,132 @@
+"""Shapes of the tasks API: request bodies (validated), the task representation, list options."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Any
+
+import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import InvalidRequest, UnsupportedMediaType
+
+TITLE_MAX_CHARS = 200
+DESCRIPTION_MAX_CHARS = 1000
+TASK_ID_MAX = 2**63 - 1  # PostgreSQL bigint
+LIST_DEFAULT_LIMIT = 100
+LIST_MAX_LIMIT = 500
+QUERY_MAX_CHARS = 200
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold U+0000; refuse it here rather than fail in the database.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _title(value: str) -> str:
+    value = _no_nul(value).strip()
+    if not value:
+        raise ValueError("must not be blank")
+    return value
+
+
+Title = Annotated[str, Field(min_length=1, max_length=TITLE_MAX_CHARS), AfterValidator(_title)]
+Description = Annotated[str, Field(max_length=DESCRIPTION_MAX_CHARS), AfterValidator(_no_nul)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class TaskCreate(_Body):
+    title: Title
+    description: Description = ""
+
+
+class TaskReplace(_Body):
+    """PUT: the whole editable representation."""
+
+    title: Title
+    description: Description
+    completed: bool
+
+
+class TaskPatch(_Body):
+    """PATCH: any non-empty subset of the editable fields."""
+
+    title: Title | None = None
+    description: Description | None = None
+    completed: bool | None = None
+
+
+class Task(BaseModel):
+    """A task as the API returns it (documentation; responses are serialised from rows)."""
+
+    id: int
+    user_id: str
+    title: str
+    description: str
+    completed: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every error is answered."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[dict[str, Any]] | None = None
+
+
+class Status(str, Enum):
+    all = "all"
+    pending = "pending"
+    completed = "completed"
+
+
+class Sort(str, Enum):
+    created_at = "created_at"
+    created_at_desc = "-created_at"
+    updated_at = "updated_at"
+    updated_at_desc = "-updated_at"
+    title = "title"
+    title_desc = "-title"
+
+
+JSON_TYPES = ("application/json",)
+
+
+def parse_body(model: type[_Body], content_type: str | None, body: bytes) -> Any:
+    """Validate a JSON body into `model`; 415 for other media types, 422 naming each bad field."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type not in JSON_TYPES and not media_type.endswith("+json"):
+        raise UnsupportedMediaType("the body must be application/json")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("the body is not valid JSON", [{"field": "body", "message": "invalid JSON"}]) from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("the body must be a JSON object", [{"field": "body", "message": "expected an object"}])
+    try:
+        parsed = model.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in error["loc"]) or "body", "message": error["msg"]}
+            for error in exc.errors(include_url=False, include_input=False)
+        ]
+        raise InvalidRequest("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors) from None
+    if isinstance(parsed, TaskPatch) and not parsed.model_fields_set:
+        raise InvalidRequest("nothing to update", [{"field": "body", "message": "give at least one field"}])
+    for name in ("title", "completed"):
+        if name in parsed.model_fields_set and getattr(parsed, name) is None:
+            raise InvalidRequest(f"{name}: must not be null", [{"field": name, "message": "must not be null"}])
+    if "description" in parsed.model_fields_set and getattr(parsed, "description", "") is None:
+        raise InvalidRequest("description: must not be null", [{"field": "description", "message": "must not be null"}])
+    return parsed
