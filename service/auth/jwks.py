@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 import httpx
@@ -78,7 +78,6 @@ class FetchStats:
     unknown_kid_rejections: int = 0
     last_error: str | None = None
     last_fetch_seconds: float = 0.0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class JWKSCache:
@@ -125,10 +124,11 @@ class JWKSCache:
     def retry_after_seconds(self) -> int:
         return max(1, math.ceil(self._last_attempt + self.min_refetch_interval - self._clock()))
 
-    async def get_key(self, kid: str, issued_at: float) -> PublicKey | None:
-        """The key for `kid`, refetching if it is unknown; None when the issuer does not publish it.
+    async def get_key(self, kid: str, issued_at: float) -> PublicKey:
+        """The key for `kid`, refetching if it is unknown.
 
-        Raises KeysUnavailableError when no usable key set can be had at all.
+        Raises UnknownKidError when the issuer does not publish it, KeysUnavailableError when we
+        cannot tell because no usable key set can be had.
         """
         held = self.usable_set()
         if held is not None and kid in held.keys:
@@ -136,19 +136,30 @@ class JWKSCache:
         if held is not None and held.fetch_started_at >= issued_at + self.clock_skew:
             # Our set was fetched after this token was signed, so its key would be in it.
             self.stats.unknown_kid_rejections += 1
-            return None
+            raise UnknownKidError(kid)
         if self._failing and self._flight is None and self._scheduled is None:
             # The host is down and the refresher is already retrying: answer now, not after a wait.
             raise KeysUnavailableError(self.stats.last_error or "the JWKS host is failing")
-        await self._refetch_for(issued_at)
+        if self._flight is not None:
+            # A fetch under way (at start-up, or a refresh) may already bring the key.
+            await asyncio.shield(self._flight)
+            key = self._decide(kid, issued_at, final=False)
+            if key is not None:
+                return key
+        await self._next_allowed_fetch()
+        return self._decide(kid, issued_at, final=True)
+
+    def _decide(self, kid: str, issued_at: float, *, final: bool) -> PublicKey | None:
         held = self.usable_set()
         if held is not None and kid in held.keys:
             return held.keys[kid]
+        if not final and not (held is not None and held.fetch_started_at >= issued_at + self.clock_skew):
+            return None  # not conclusive yet: the caller waits for the next allowed fetch
         if held is None or self._failing:
             # Not the token's fault: we could not learn whether its key exists.
             raise KeysUnavailableError(self.stats.last_error or "no key set fetched yet")
         self.stats.unknown_kid_rejections += 1
-        return None
+        raise UnknownKidError(kid)
 
     # -- fetching --------------------------------------------------------------------------
 
@@ -159,11 +170,8 @@ class JWKSCache:
             self._flight = asyncio.create_task(self._fetch_once(self._flight_started_at))
         return await asyncio.shield(self._flight)
 
-    async def _refetch_for(self, issued_at: float) -> None:
-        """Wait for a fetch that can see a key made at `issued_at`: in flight, or the next allowed one."""
-        if self._flight is not None and self._flight_started_at >= issued_at + self.clock_skew:
-            await asyncio.shield(self._flight)
-            return
+    async def _next_allowed_fetch(self) -> None:
+        """Wait for the next allowed fetch, shared by every request that needs it."""
         if self._scheduled is None:
             delay = max(0.0, self._last_attempt + self.min_refetch_interval - self._clock())
             self.stats.unknown_kid_refetches += 1
@@ -212,7 +220,7 @@ class JWKSCache:
         self.stats.failed += 1
         self.stats.last_error = reason
         if not self._failing:  # log once per state change, not once per attempt
-            log.warning("jwks fetch failing, keeping the last good keys: %s", reason)
+            log.warning("jwks fetch failing (%s); %s", reason, "keeping the last good keys" if self._current else "no keys held yet")
             self._failing = True
 
     # -- background ------------------------------------------------------------------------
@@ -232,3 +240,7 @@ class JWKSCache:
 
 class KeysUnavailableError(Exception):
     """No usable key set is held and none could be fetched."""
+
+
+class UnknownKidError(Exception):
+    """The issuer's current key set has no key with this kid."""

@@ -22,7 +22,7 @@ from joserfc.jws import JWSRegistry
 from joserfc.jwt import JWTClaimsRegistry
 
 from ..errors import InvalidToken, KeysUnavailable
-from .jwks import JWKSCache, KeysUnavailableError
+from .jwks import JWKSCache, KeysUnavailableError, UnknownKidError
 from .keys import MAX_KID_LENGTH
 
 MAX_SUBJECT_LENGTH = 255
@@ -104,12 +104,12 @@ class TokenVerifier:
 
         try:
             key = await self._keys.get_key(kid, issued_at=float(claims["iat"]))
+        except UnknownKidError:
+            raise InvalidToken(f"no published key has kid {kid[:64]!r}") from None
         except KeysUnavailableError as exc:
             raise KeysUnavailable(
                 f"signing keys cannot be fetched ({exc})", retry_after_seconds=self._keys.retry_after_seconds()
             ) from exc
-        if key is None:
-            raise InvalidToken(f"no published key has kid {kid[:64]!r}")
         if not key.accepts(alg):
             raise InvalidToken(f"key {kid[:64]!r} cannot verify {alg}")
 
