@@ -163,9 +163,10 @@ class TokenVerifier:
         except ExpiredTokenError:
             raise InvalidToken("token has expired") from None
         except MissingClaimError as exc:
-            raise InvalidToken(f"missing claim(s): {exc.description}") from None
+            raise InvalidToken(f"missing claim(s): {exc.claim}") from None
         except InvalidClaimError as exc:
-            raise InvalidToken(f"invalid claim: {exc.description}") from None
+            reason = exc.description if exc.claim in ("nbf", "iat") else "wrong value or type"
+            raise InvalidToken(f"invalid {exc.claim!r} claim: {reason}") from None
         sub = claims["sub"]
         if not isinstance(sub, str) or not sub.strip() or len(sub) > MAX_SUBJECT_LENGTH:
             raise InvalidToken(f"sub must be a non-empty string of at most {MAX_SUBJECT_LENGTH} characters")

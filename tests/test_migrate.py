@@ -1,0 +1,223 @@
+"""service/db/migrate.py on a real PostgreSQL, and the schema facts DESIGN relies on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import json
+import uuid
+from pathlib import Path
+from typing import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from conftest import with_database
+from service.db.migrate import MIGRATIONS_DIR, MigrationError, apply_migrations
+from service.tasks.queries import SORT_COLUMNS, STATUS_FILTERS, list_statement
+
+USERS = 50
+TASKS_PER_USER = 2000
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(admin_dsn: str) -> AsyncIterator[str]:
+    """A new, empty database of its own; dropped WITH (FORCE) afterwards."""
+    name = f"migrate_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield with_database(admin_dsn, name)
+    finally:
+        admin = await asyncpg.connect(admin_dsn)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def dsn(postgres_admin_dsn: str) -> AsyncIterator[str]:
+    async with fresh_database(postgres_admin_dsn) as url:
+        yield url
+
+
+@pytest.fixture
+async def conn(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(dsn)
+    yield connection
+    await connection.close()
+
+
+async def table_names(conn: asyncpg.Connection) -> set[str]:
+    rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    return {r["tablename"] for r in rows}
+
+
+async def test_apply_to_empty_database_creates_tables_and_records_version_with_sha256(conn):
+    assert await table_names(conn) == set()
+    assert await apply_migrations(conn) == ["0001_tasks"]
+    assert await table_names(conn) == {"tasks", "idempotency_keys", "schema_migrations"}
+    rows = await conn.fetch("SELECT version, sha256 FROM schema_migrations")
+    expected = hashlib.sha256((MIGRATIONS_DIR / "0001_tasks.sql").read_bytes()).hexdigest()
+    assert [tuple(r) for r in rows] == [("0001_tasks", expected)]
+
+
+async def test_second_apply_is_a_no_op(conn):
+    await apply_migrations(conn)
+    before = await conn.fetch("SELECT version, sha256, applied_at FROM schema_migrations")
+    assert await apply_migrations(conn) == []
+    assert await conn.fetch("SELECT version, sha256, applied_at FROM schema_migrations") == before
+
+
+async def test_eight_concurrent_appliers_all_succeed_and_record_each_migration_once(dsn):
+    connections = await asyncio.gather(*(asyncpg.connect(dsn) for _ in range(8)))
+    try:
+        results = await asyncio.gather(*(apply_migrations(c) for c in connections))
+        assert sorted(results) == [[]] * 7 + [["0001_tasks"]]  # exactly one of them did the work
+        assert await connections[0].fetchval("SELECT count(*) FROM schema_migrations") == 1
+        # The advisory lock was released by every caller.
+        assert await connections[0].fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+    finally:
+        await asyncio.gather(*(c.close() for c in connections))
+
+
+def write_migrations(directory: Path, files: dict[str, str]) -> Path:
+    directory.mkdir(exist_ok=True)
+    for name, sql in files.items():
+        (directory / name).write_text(sql, encoding="utf-8")
+    return directory
+
+
+async def test_migration_edited_after_it_was_applied_raises(conn, tmp_path):
+    directory = write_migrations(tmp_path / "m", {"0001_first.sql": "CREATE TABLE first (id int);"})
+    assert await apply_migrations(conn, directory=directory) == ["0001_first"]
+    write_migrations(directory, {"0001_first.sql": "CREATE TABLE first (id int, extra text);"})
+    with pytest.raises(MigrationError, match="0001_first.sql changed after it was applied"):
+        await apply_migrations(conn, directory=directory)
+    # The lock is released even on failure: another caller is not stuck behind it.
+    assert await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+
+
+async def test_later_migrations_are_applied_in_order_after_earlier_ones(conn, tmp_path):
+    directory = write_migrations(tmp_path / "m", {"0001_first.sql": "CREATE TABLE first (id int);"})
+    assert await apply_migrations(conn, directory=directory) == ["0001_first"]
+    write_migrations(directory, {"0003_third.sql": "ALTER TABLE first ADD c int;", "0002_second.sql": "ALTER TABLE first ADD b int;"})
+    assert await apply_migrations(conn, directory=directory) == ["0002_second", "0003_third"]
+    columns = await conn.fetch("SELECT column_name FROM information_schema.columns WHERE table_name = 'first' ORDER BY ordinal_position")
+    assert [r["column_name"] for r in columns] == ["id", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        pytest.param({"1_tasks.sql": "SELECT 1;"}, id="short-number"),
+        pytest.param({"0001-tasks.sql": "SELECT 1;"}, id="dash"),
+        pytest.param({"0001_Tasks.sql": "SELECT 1;"}, id="uppercase"),
+        pytest.param({"tasks.sql": "SELECT 1;"}, id="no-number"),
+        pytest.param({"0001_a.sql": "SELECT 1;", "0001_b.sql": "SELECT 1;"}, id="shared-number"),
+    ],
+)
+async def test_badly_named_migration_file_raises_before_anything_runs(conn, tmp_path, files):
+    with pytest.raises(MigrationError):
+        await apply_migrations(conn, directory=write_migrations(tmp_path / "m", files))
+    assert await table_names(conn) == set()
+
+
+async def test_failing_migration_leaves_no_record_and_no_partial_table(conn, tmp_path):
+    directory = write_migrations(
+        tmp_path / "m",
+        {
+            "0001_good.sql": "CREATE TABLE good (id int);",
+            "0002_bad.sql": "CREATE TABLE partial (id int);\nCREATE INDEX ON partial (no_such_column);",
+        },
+    )
+    with pytest.raises(asyncpg.PostgresError):
+        await apply_migrations(conn, directory=directory)
+    assert await table_names(conn) == {"good", "schema_migrations"}
+    assert [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")] == ["0001_good"]
+    assert await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+    # Once fixed, the failed migration applies.
+    write_migrations(directory, {"0002_bad.sql": "CREATE TABLE partial (id int);"})
+    assert await apply_migrations(conn, directory=directory) == ["0002_bad"]
+
+
+async def test_primary_key_of_tasks_is_user_id_then_id(conn):
+    await apply_migrations(conn)
+    columns = await conn.fetch(
+        "SELECT a.attname FROM pg_index i"
+        " CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, position)"
+        " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
+        " WHERE i.indrelid = 'tasks'::regclass AND i.indisprimary ORDER BY k.position"
+    )
+    assert [r["attname"] for r in columns] == ["user_id", "id"]
+
+
+# --- every list query is an index scan that needs no Sort --------------------------------------
+# Populating 100,000 rows takes a few seconds, so the EXPLAIN tests share one database of their own.
+
+
+@pytest.fixture(scope="module")
+async def populated(postgres_admin_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    async with fresh_database(postgres_admin_dsn) as url:
+        connection = await asyncpg.connect(url)
+        try:
+            await apply_migrations(connection)
+            await connection.execute(
+                "INSERT INTO tasks (user_id, title, description, completed, created_at, updated_at)"
+                " SELECT 'user_' || u, 'Task ' || md5(u::text || '-' || n), 'notes ' || n, n % 3 = 0,"
+                "  timestamptz '2025-01-01' + n * interval '1 minute',"
+                "  timestamptz '2025-01-01' + ((n * 7919) % $2) * interval '1 minute'"
+                " FROM generate_series(1, $1) AS u, generate_series(1, $2) AS n",
+                USERS,
+                TASKS_PER_USER,
+            )
+            await connection.execute("ANALYZE tasks")
+            yield connection
+        finally:
+            await connection.close()
+
+
+def plan_nodes(plan: dict) -> Iterator[str]:
+    yield plan["Node Type"]
+    for child in plan.get("Plans", ()):
+        yield from plan_nodes(child)
+
+
+COMBINATIONS = list(itertools.product(SORT_COLUMNS, (False, True), STATUS_FILTERS, (False, True), (False, True)))
+
+
+@pytest.mark.parametrize(
+    "column, descending, status, with_query, with_cursor",
+    [
+        pytest.param(*combo, id=f"{combo[0]}-{'desc' if combo[1] else 'asc'}-{combo[2]}"
+                     f"{'-q' if combo[3] else ''}{'-cursor' if combo[4] else ''}")
+        for combo in COMBINATIONS
+    ],
+)
+async def test_list_statement_plan_has_no_sort(populated, column, descending, status, with_query, with_cursor):
+    user = "user_7"
+    sql = list_statement(column, descending, status, with_query, with_cursor)
+    args: list = [user, 101]
+    if with_query:
+        args.append("task")
+    if with_cursor:
+        middle = await populated.fetchrow(
+            f"SELECT {column} AS key, id FROM tasks WHERE user_id = $1 ORDER BY {column}, id OFFSET $2 LIMIT 1",
+            user,
+            TASKS_PER_USER // 2,
+        )
+        args.extend([middle["key"], middle["id"]])
+    explained = await populated.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args)
+    plan = (json.loads(explained) if isinstance(explained, str) else explained)[0]["Plan"]
+    nodes = list(plan_nodes(plan))
+    assert not any("Sort" in node for node in nodes), (sql, nodes)
+    assert any(node.startswith("Index") for node in nodes), (sql, nodes)
+    # And the statement runs with these parameters, returning at most `limit` of the user's rows.
+    rows = await populated.fetch(sql, *args)
+    assert 0 < len(rows) <= 101 and {r["user_id"] for r in rows} == {user}
