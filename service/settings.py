@@ -5,6 +5,7 @@ Every bad value raises `SettingsError` naming the variable, so start-up fails wi
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,15 +77,23 @@ def read_dotenv(path: Path) -> dict[str, str]:
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
+        else:
+            value = value.split(" #", 1)[0].rstrip()  # an inline comment after an unquoted value
         values[key.strip()] = value
     return values
 
 
-def _origin(name: str, value: str) -> str:
+def _base_url(name: str, value: str) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise SettingsError(f"{name}: expected an http(s) URL, got {value!r}")
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise SettingsError(f"{name}: expected an http(s) URL without query, got {value!r}")
     return value.rstrip("/")
+
+
+def origin_of(url: str) -> str:
+    """scheme://host[:port], what Better Auth puts in `iss` and `aud`."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _http_url(name: str, value: str) -> str:
@@ -108,10 +117,15 @@ def _algorithms(name: str, value: str) -> tuple[str, ...]:
 
 def _number(kind: Callable[[str], T], minimum: float, maximum: float | None = None) -> Callable[[str, str], T]:
     def parse(name: str, value: str) -> T:
+        noun = "an integer" if kind is int else "a number"
         try:
+            if "_" in value:  # Python would read 1_000; in a config file it is more likely a typo
+                raise ValueError
             number = kind(value)
         except ValueError:
-            raise SettingsError(f"{name}: expected a {kind.__name__}, got {value!r}") from None
+            raise SettingsError(f"{name}: expected {noun}, got {value!r}") from None
+        if not math.isfinite(number):
+            raise SettingsError(f"{name}: must be a finite number, got {value!r}")
         if number < minimum or (maximum is not None and number > maximum):  # type: ignore[operator]
             bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
             raise SettingsError(f"{name}: must be {bound}, got {value!r}")
@@ -170,12 +184,12 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
     env.update(os.environ if environ is None else environ)
     env = {k: v.strip() for k, v in env.items()}
 
-    base = _origin("BETTER_AUTH_URL", env.get("BETTER_AUTH_URL") or DEFAULT_BETTER_AUTH_URL)
+    base = _base_url("BETTER_AUTH_URL", env.get("BETTER_AUTH_URL") or DEFAULT_BETTER_AUTH_URL)
     values: dict[str, object] = {
         "better_auth_url": base,
         "jwks_url": _http_url("JWKS_URL", env.get("JWKS_URL") or f"{base}/api/auth/jwks"),
-        "jwt_issuer": env.get("JWT_ISSUER") or base,
-        "jwt_audience": env.get("JWT_AUDIENCE") or base,
+        "jwt_issuer": env.get("JWT_ISSUER") or origin_of(base),
+        "jwt_audience": env.get("JWT_AUDIENCE") or origin_of(base),
     }
     for variable, (name, parse) in _PARSERS.items():
         raw = env.get(variable)

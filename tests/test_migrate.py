@@ -54,6 +54,14 @@ async def conn(dsn: str) -> AsyncIterator[asyncpg.Connection]:
     await connection.close()
 
 
+async def advisory_locks_held(conn: asyncpg.Connection) -> int:
+    """Advisory locks in this test's database only (other sessions may share the server)."""
+    return await conn.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+
+
 async def table_names(conn: asyncpg.Connection) -> set[str]:
     rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
     return {r["tablename"] for r in rows}
@@ -82,7 +90,7 @@ async def test_eight_concurrent_appliers_all_succeed_and_record_each_migration_o
         assert sorted(results) == [[]] * 7 + [["0001_tasks"]]  # exactly one of them did the work
         assert await connections[0].fetchval("SELECT count(*) FROM schema_migrations") == 1
         # The advisory lock was released by every caller.
-        assert await connections[0].fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+        assert await advisory_locks_held(connections[0]) == 0
     finally:
         await asyncio.gather(*(c.close() for c in connections))
 
@@ -101,7 +109,7 @@ async def test_migration_edited_after_it_was_applied_raises(conn, tmp_path):
     with pytest.raises(MigrationError, match="0001_first.sql changed after it was applied"):
         await apply_migrations(conn, directory=directory)
     # The lock is released even on failure: another caller is not stuck behind it.
-    assert await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+    assert await advisory_locks_held(conn) == 0
 
 
 async def test_later_migrations_are_applied_in_order_after_earlier_ones(conn, tmp_path):
@@ -141,7 +149,7 @@ async def test_failing_migration_leaves_no_record_and_no_partial_table(conn, tmp
         await apply_migrations(conn, directory=directory)
     assert await table_names(conn) == {"good", "schema_migrations"}
     assert [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")] == ["0001_good"]
-    assert await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+    assert await advisory_locks_held(conn) == 0
     # Once fixed, the failed migration applies.
     write_migrations(directory, {"0002_bad.sql": "CREATE TABLE partial (id int);"})
     assert await apply_migrations(conn, directory=directory) == ["0002_bad"]

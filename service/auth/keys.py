@@ -93,6 +93,8 @@ def import_public_key(entry: Any) -> PublicKey | None:
     if not isinstance(entry, dict):
         raise ValueError("not a JSON object")
     kty = entry.get("kty")
+    if not isinstance(kty, str):
+        raise ValueError("kty must be a string")
     if kty not in _IMPORTERS:
         return None
     kid = entry.get("kid")

@@ -69,5 +69,9 @@ async def apply_migrations(conn: asyncpg.Connection, directory: Path = MIGRATION
             log.info("applied migration %s", migration.version)
             applied_now.append(migration.version)
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", ADVISORY_LOCK_ID)
+        if not conn.is_closed():
+            try:
+                await conn.execute("SELECT pg_advisory_unlock($1)", ADVISORY_LOCK_ID)
+            except (asyncpg.PostgresError, OSError):
+                pass  # the session's end releases the lock anyway; keep the original error
     return applied_now

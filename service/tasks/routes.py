@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, AsyncIterator
 from urllib.parse import quote, urlencode
 
 import asyncpg
@@ -12,7 +14,7 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from ..auth.dependencies import Owner
-from ..errors import IdempotencyKeyReused, InvalidRequest, PreconditionFailed, TaskNotFound
+from ..errors import DatabaseUnavailable, IdempotencyKeyReused, InvalidRequest, PreconditionFailed, TaskNotFound
 from . import queries
 from .cursor import MAX_CURSOR_CHARS, decode_cursor, encode_cursor
 from .schemas import (
@@ -30,6 +32,8 @@ from .schemas import (
     parse_body,
 )
 
+log = logging.getLogger("service.tasks")
+
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _ETAG_ITEM = re.compile(r'\s*(W/)?"([^"]*)"\s*')
 
@@ -41,11 +45,23 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 router = APIRouter(prefix="/api/{user_id}/tasks", tags=["tasks"], responses=_problems(401, 403, 422, 503))
 
 
-def database(request: Request) -> asyncpg.Pool:
-    return request.app.state.resources.pool
+async def database(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection for this request; waiting for one is bounded, then 503."""
+    resources = request.app.state.resources
+    try:
+        conn = await resources.pool.acquire(timeout=resources.settings.db_pool_acquire_timeout_seconds)
+    except asyncio.TimeoutError:
+        raise DatabaseUnavailable("all database connections are busy, retry shortly") from None
+    except Exception as exc:  # noqa: BLE001 - cannot connect at all: not the caller's fault
+        log.warning("cannot get a database connection: %s", type(exc).__name__)
+        raise DatabaseUnavailable() from exc
+    try:
+        yield conn
+    finally:
+        await resources.pool.release(conn)
 
 
-Database = Annotated[asyncpg.Pool, Depends(database)]
+Database = Annotated[asyncpg.Connection, Depends(database)]
 TaskId = Annotated[int, Path(ge=1, le=TASK_ID_MAX, description="The task's id")]
 IfMatch = Annotated[str | None, Header(description="ETag from a GET; 412 when the task changed since")]
 
@@ -95,7 +111,7 @@ def expected_versions(if_match: str | None, task_id: int) -> list[int] | None:
     return versions  # may be empty: then nothing matches and a present task answers 412
 
 
-async def _write_outcome(db: asyncpg.Pool, user_id: str, task_id: int, versions: list[int] | None) -> None:
+async def _write_outcome(db: asyncpg.Connection, user_id: str, task_id: int, versions: list[int] | None) -> None:
     """Explain why a conditional write touched no row: 412 if the task exists, else 404."""
     if versions is not None and await queries.task_exists(db, user_id, task_id):
         raise PreconditionFailed("the task changed since that ETag; GET it again")
@@ -161,12 +177,12 @@ async def create_task(
             [{"field": "Idempotency-Key", "message": "1-255 visible ASCII characters"}],
         )
     fingerprint = hashlib.sha256(orjson.dumps([body.title, body.description])).digest()
-    async with db.acquire() as conn, conn.transaction():
-        ttl = request.app.state.resources.settings.idempotency_key_ttl_hours
-        if await queries.claim_idempotency_key(conn, user_id, idempotency_key, fingerprint, ttl):
-            record = await queries.insert_task_for_key(conn, user_id, idempotency_key, body.title, body.description)
+    ttl = request.app.state.resources.settings.idempotency_key_ttl_hours
+    async with db.transaction():
+        if await queries.claim_idempotency_key(db, user_id, idempotency_key, fingerprint, ttl):
+            record = await queries.insert_task_for_key(db, user_id, idempotency_key, body.title, body.description)
             return task_response(record, 201, {"Location": task_location(user_id, record["id"])})
-        previous = await queries.find_idempotent_result(conn, user_id, idempotency_key)
+        previous = await queries.find_idempotent_result(db, user_id, idempotency_key)
     if previous is None or previous["fingerprint"] != fingerprint:
         raise IdempotencyKeyReused("this Idempotency-Key was used for a different request body")
     if previous["id"] is None:
