@@ -25,7 +25,8 @@ class InvalidToken(ServiceError):
     code = "invalid_token"
     title = "Unauthorized"
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, reason: str = "malformed") -> None:
+        self.reason = reason  # a metrics label: why verification failed
         # RFC 6750 §3: quoted-string, so no quotes or backslashes from the detail may leak in.
         safe = detail.replace("\\", "").replace('"', "'")
         super().__init__(
@@ -38,7 +39,7 @@ class MissingToken(InvalidToken):
     code = "missing_token"
 
     def __init__(self, detail: str = "a Bearer token is required") -> None:
-        super().__init__(detail)
+        super().__init__(detail, reason="missing")
         # RFC 6750 §3.1: no error code when the request carried no credentials at all.
         self.headers = {"WWW-Authenticate": 'Bearer realm="tasks"'}
 

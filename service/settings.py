@@ -42,7 +42,7 @@ class Settings:
     jwks_fetch_timeout_seconds: float = 5.0
     jwks_max_bytes: int = 256 * 1024
     jwks_refresh_interval_seconds: float = 300.0
-    jwks_min_refetch_interval_seconds: float = 10.0
+    jwks_min_refetch_interval_seconds: float = 5.0
     jwks_max_staleness_seconds: float = 24 * 3600.0
     token_cache_max_entries: int = 10_000
 

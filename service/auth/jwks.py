@@ -74,10 +74,11 @@ class FetchStats:
 
     ok: int = 0
     failed: int = 0
-    unknown_kid_refetches: int = 0
+    fetch_seconds_total: float = 0.0  # with ok + failed: the mean fetch latency
+    unknown_kid_refetches: int = 0  # fetches scheduled because of an unknown kid
+    cooldown_waits: int = 0  # requests that waited for the next allowed fetch
     unknown_kid_rejections: int = 0
     last_error: str | None = None
-    last_fetch_seconds: float = 0.0
 
 
 class JWKSCache:
@@ -106,6 +107,7 @@ class JWKSCache:
         self._flight_started_at = -math.inf
         self._scheduled: asyncio.Task[KeySet | None] | None = None
         self._last_attempt = -math.inf
+        self._next_retry_at = -math.inf  # when the refresher tries again after a failure
         self._failing = False
         self.stats = FetchStats()
 
@@ -122,7 +124,9 @@ class JWKSCache:
         return None if self._current is None else self._clock() - self._current.fetch_started_at
 
     def retry_after_seconds(self) -> int:
-        return max(1, math.ceil(self._last_attempt + self.min_refetch_interval - self._clock()))
+        """When a client may usefully retry after a 503: the refresher's next attempt."""
+        next_try = max(self._next_retry_at, self._last_attempt + self.min_refetch_interval)
+        return max(1, math.ceil(next_try - self._clock()))
 
     async def get_key(self, kid: str, issued_at: float) -> PublicKey:
         """The key for `kid`, refetching if it is unknown.
@@ -176,6 +180,7 @@ class JWKSCache:
             delay = max(0.0, self._last_attempt + self.min_refetch_interval - self._clock())
             self.stats.unknown_kid_refetches += 1
             self._scheduled = asyncio.create_task(self._refetch_after(delay))
+        self.stats.cooldown_waits += 1
         await asyncio.shield(self._scheduled)
 
     async def _refetch_after(self, delay: float) -> KeySet | None:
@@ -194,7 +199,7 @@ class JWKSCache:
             self._record_failure(exc)
             return None
         finally:
-            self.stats.last_fetch_seconds = max(0.0, self._clock() - started_at)
+            self.stats.fetch_seconds_total += max(0.0, self._clock() - started_at)
             self._flight = None
         return self._install(KeySet(keys=imported.keys, fetch_started_at=started_at))
 
@@ -234,6 +239,7 @@ class JWKSCache:
                 backoff = BACKOFF_INITIAL_SECONDS
                 await self._sleep(self.refresh_interval)
             else:
+                self._next_retry_at = self._clock() + backoff
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, self.refresh_interval)
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -29,6 +30,16 @@ MAX_SUBJECT_LENGTH = 255
 _SEGMENT = re.compile(rb"[A-Za-z0-9_-]+")
 # Header members that would let the token choose its own key or change how it is processed.
 _REFUSED_HEADERS = ("jwk", "jku", "x5u", "x5c", "crit", "b64")
+
+
+class _TokenCache(TLRUCache):
+    """TLRUCache that counts entries evicted for room (not those that expired)."""
+
+    evictions = 0
+
+    def popitem(self):  # type: ignore[override]
+        self.evictions += 1
+        return super().popitem()
 
 
 @dataclass(frozen=True)
@@ -68,15 +79,24 @@ class TokenVerifier:
             exp={"essential": True},
             iat={"essential": True},
         )
-        self._cache: TLRUCache[bytes, Principal] | None = None
+        self._cache: _TokenCache | None = None
         if token_cache_max_entries > 0:
-            self._cache = TLRUCache(
+            self._cache = _TokenCache(
                 maxsize=token_cache_max_entries,
                 ttu=lambda _key, principal, _now: principal.expires_at + leeway_seconds,
                 timer=clock,
             )
         self.cache_hits = 0
         self.cache_misses = 0
+        self.outcomes: Counter[str] = Counter()
+
+    @property
+    def cache_evictions(self) -> int:
+        return self._cache.evictions if self._cache is not None else 0
+
+    @property
+    def cache_size(self) -> int:
+        return len(self._cache) if self._cache is not None else 0
 
     def forget_keys(self, removed_kids: set[str]) -> None:
         """Drop cached verifications made with keys the issuer no longer publishes."""
@@ -87,9 +107,22 @@ class TokenVerifier:
                 self._cache.pop(digest, None)
 
     async def verify_token(self, token: str) -> Principal:
+        """The verified caller; InvalidToken (401) or KeysUnavailable (503) otherwise."""
+        try:
+            principal = await self._verify(token)
+        except InvalidToken as exc:
+            self.outcomes[exc.reason] += 1
+            raise
+        except KeysUnavailable:
+            self.outcomes["keys_unavailable"] += 1
+            raise
+        self.outcomes["ok"] += 1
+        return principal
+
+    async def _verify(self, token: str) -> Principal:
         raw = token.encode("utf-8", "surrogateescape")
         if len(raw) > self._max_token_bytes:
-            raise InvalidToken(f"token exceeds {self._max_token_bytes} bytes")
+            raise InvalidToken(f"token exceeds {self._max_token_bytes} bytes", "too_large")
         digest = hashlib.sha256(raw).digest()
         cached = self._cached(digest)
         if cached is not None:
@@ -105,13 +138,13 @@ class TokenVerifier:
         try:
             key = await self._keys.get_key(kid, issued_at=float(claims["iat"]))
         except UnknownKidError:
-            raise InvalidToken(f"no published key has kid {kid[:64]!r}") from None
+            raise InvalidToken(f"no published key has kid {kid[:64]!r}", "unknown_kid") from None
         except KeysUnavailableError as exc:
             raise KeysUnavailable(
                 f"signing keys cannot be fetched ({exc})", retry_after_seconds=self._keys.retry_after_seconds()
             ) from exc
         if not key.accepts(alg):
-            raise InvalidToken(f"key {kid[:64]!r} cannot verify {alg}")
+            raise InvalidToken(f"key {kid[:64]!r} cannot verify {alg}", "key_mismatch")
 
         algorithm = JWSRegistry.algorithms[alg]  # direct: skips get_alg's per-call EdDSA warning
         try:
@@ -120,7 +153,7 @@ class TokenVerifier:
         except (JoseError, ValueError, TypeError):
             valid = False
         if not valid:
-            raise InvalidToken("signature does not verify")
+            raise InvalidToken("signature does not verify", "bad_signature")
 
         principal = Principal(user_id=claims["sub"], kid=kid, expires_at=float(claims["exp"]), claims=claims)
         if self._cache is not None:
@@ -135,7 +168,7 @@ class TokenVerifier:
             return None
         held = self._keys.usable_set()
         if self._clock() >= principal.expires_at + self._leeway:
-            raise InvalidToken("token has expired")
+            raise InvalidToken("token has expired", "expired")
         if held is None or principal.kid not in held.keys:
             self._cache.pop(digest, None)  # its key left the JWKS (or went stale): verify afresh
             return None
@@ -145,10 +178,10 @@ class TokenVerifier:
     def _check_header(self, header: dict[str, Any]) -> tuple[str, str]:
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self._algorithms:
-            raise InvalidToken(f"alg {str(alg)[:32]!r} is not allowed")
+            raise InvalidToken(f"alg {str(alg)[:32]!r} is not allowed", "alg_not_allowed")
         for name in _REFUSED_HEADERS:
             if name in header:
-                raise InvalidToken(f"header parameter {name!r} is not accepted")
+                raise InvalidToken(f"header parameter {name!r} is not accepted", "header_refused")
         typ = header.get("typ")
         if typ is not None and (not isinstance(typ, str) or typ.upper() != "JWT"):
             raise InvalidToken("typ must be JWT when present")
@@ -161,15 +194,15 @@ class TokenVerifier:
         try:
             self._claims.validate(claims)
         except ExpiredTokenError:
-            raise InvalidToken("token has expired") from None
+            raise InvalidToken("token has expired", "expired") from None
         except MissingClaimError as exc:
-            raise InvalidToken(f"missing claim(s): {exc.claim}") from None
+            raise InvalidToken(f"missing claim(s): {exc.claim}", "claims") from None
         except InvalidClaimError as exc:
             reason = exc.description if exc.claim in ("nbf", "iat") else "wrong value or type"
-            raise InvalidToken(f"invalid {exc.claim!r} claim: {reason}") from None
+            raise InvalidToken(f"invalid {exc.claim!r} claim: {reason}", "claims") from None
         sub = claims["sub"]
         if not isinstance(sub, str) or not sub.strip() or len(sub) > MAX_SUBJECT_LENGTH:
-            raise InvalidToken(f"sub must be a non-empty string of at most {MAX_SUBJECT_LENGTH} characters")
+            raise InvalidToken(f"sub must be a non-empty string of at most {MAX_SUBJECT_LENGTH} characters", "claims")
 
 
 def _split_compact(raw: bytes) -> tuple[bytes, bytes, bytes]:
