@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 
 import asyncpg
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from .app import create_app
 
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it; answering that with a no-op
+    # makes a requested stop exit 0, as process managers expect.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(
         create_app(settings),
         host=settings.host,

