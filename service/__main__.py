@@ -50,14 +50,18 @@ def main(argv: list[str] | None = None) -> int:
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it; answering that with a no-op
     # makes a requested stop exit 0, as process managers expect.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    uvicorn.run(
-        create_app(settings),
+    common = dict(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
         proxy_headers=False,
         server_header=False,
     )
+    if settings.workers > 1:
+        # Each worker process builds its own app (pool, key cache) from the same environment.
+        uvicorn.run("service.app:create_app_from_env", factory=True, workers=settings.workers, **common)
+    else:
+        uvicorn.run(create_app(settings), **common)
     return 0
 
 

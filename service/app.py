@@ -222,6 +222,13 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     return app
 
 
+def create_app_from_env() -> FastAPI:
+    """Factory for uvicorn's worker processes: each reads the same environment."""
+    from .settings import load_settings
+
+    return create_app(load_settings())
+
+
 async def _cancel(task: asyncio.Task) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

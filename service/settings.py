@@ -55,6 +55,7 @@ class Settings:
 
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = 1
     max_body_bytes: int = 16 * 1024
     idempotency_key_ttl_hours: int = 24
     log_level: str = "INFO"
@@ -172,6 +173,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "DB_STATEMENT_TIMEOUT_MS": ("db_statement_timeout_ms", _number(int, 0)),
     "HOST": ("host", _text),
     "PORT": ("port", _number(int, 0, 65535)),
+    "WORKERS": ("workers", _number(int, 1, 256)),
     "MAX_BODY_BYTES": ("max_body_bytes", _number(int, 256, 10 * 1024 * 1024)),
     "IDEMPOTENCY_KEY_TTL_HOURS": ("idempotency_key_ttl_hours", _number(int, 1, 24 * 365)),
     "LOG_LEVEL": ("log_level", _log_level),

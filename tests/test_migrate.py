@@ -69,11 +69,13 @@ async def table_names(conn: asyncpg.Connection) -> set[str]:
 
 async def test_apply_to_empty_database_creates_tables_and_records_version_with_sha256(conn):
     assert await table_names(conn) == set()
-    assert await apply_migrations(conn) == ["0001_tasks"]
+    shipped = sorted(path.stem for path in MIGRATIONS_DIR.glob("*.sql"))
+    assert shipped[0] == "0001_tasks"
+    assert await apply_migrations(conn) == shipped
     assert await table_names(conn) == {"tasks", "idempotency_keys", "schema_migrations"}
-    rows = await conn.fetch("SELECT version, sha256 FROM schema_migrations")
-    expected = hashlib.sha256((MIGRATIONS_DIR / "0001_tasks.sql").read_bytes()).hexdigest()
-    assert [tuple(r) for r in rows] == [("0001_tasks", expected)]
+    rows = await conn.fetch("SELECT version, sha256 FROM schema_migrations ORDER BY version")
+    expected = [(name, hashlib.sha256((MIGRATIONS_DIR / f"{name}.sql").read_bytes()).hexdigest()) for name in shipped]
+    assert [tuple(r) for r in rows] == expected
 
 
 async def test_second_apply_is_a_no_op(conn):
@@ -87,8 +89,9 @@ async def test_eight_concurrent_appliers_all_succeed_and_record_each_migration_o
     connections = await asyncio.gather(*(asyncpg.connect(dsn) for _ in range(8)))
     try:
         results = await asyncio.gather(*(apply_migrations(c) for c in connections))
-        assert sorted(results) == [[]] * 7 + [["0001_tasks"]]  # exactly one of them did the work
-        assert await connections[0].fetchval("SELECT count(*) FROM schema_migrations") == 1
+        shipped = sorted(path.stem for path in MIGRATIONS_DIR.glob("*.sql"))
+        assert sorted(results) == [[]] * 7 + [shipped]  # exactly one of them did the work
+        assert await connections[0].fetchval("SELECT count(*) FROM schema_migrations") == len(shipped)
         # The advisory lock was released by every caller.
         assert await advisory_locks_held(connections[0]) == 0
     finally:

@@ -201,8 +201,8 @@ class TokenVerifier:
             reason = exc.description if exc.claim in ("nbf", "iat") else "wrong value or type"
             raise InvalidToken(f"invalid {exc.claim!r} claim: {reason}", "claims") from None
         sub = claims["sub"]
-        if not isinstance(sub, str) or not sub.strip() or len(sub) > MAX_SUBJECT_LENGTH:
-            raise InvalidToken(f"sub must be a non-empty string of at most {MAX_SUBJECT_LENGTH} characters", "claims")
+        if not isinstance(sub, str) or not sub.strip() or len(sub) > MAX_SUBJECT_LENGTH or not sub.isprintable():
+            raise InvalidToken(f"sub must be a non-empty printable string of at most {MAX_SUBJECT_LENGTH} characters", "claims")
 
 
 def _split_compact(raw: bytes) -> tuple[bytes, bytes, bytes]:

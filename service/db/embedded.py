@@ -7,6 +7,7 @@ PostgreSQL refuses to run as root.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import warnings
@@ -74,6 +75,7 @@ async def ensure_database(admin_dsn: str, database: str) -> None:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
         if not exists:
             # Identifiers cannot be parameters; `database` is our own constant or a test's name.
-            await conn.execute(f'CREATE DATABASE "{database}"')
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+                await conn.execute(f'CREATE DATABASE "{database}"')  # another worker may win the race
     finally:
         await conn.close()

@@ -8,6 +8,7 @@ import asyncpg
 
 from ..errors import DatabaseUnavailable
 from ..settings import Settings
+from .session import enter_app_role, keep_session
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 
@@ -28,6 +29,8 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 async def create_pool(dsn: str, settings: Settings) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         dsn,
+        init=enter_app_role,
+        reset=keep_session,
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
         timeout=CONNECT_TIMEOUT_SECONDS,
@@ -37,6 +40,7 @@ async def create_pool(dsn: str, settings: Settings) -> asyncpg.Pool:
             "statement_timeout": str(settings.db_statement_timeout_ms),
             "idle_in_transaction_session_timeout": str(max(settings.db_statement_timeout_ms * 2, 10_000)),
             "TimeZone": "UTC",
+            "standard_conforming_strings": "on",  # sql_literal relies on it
         },
     )
 

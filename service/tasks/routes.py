@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import hashlib
-import logging
 import re
-from typing import Annotated, Any, AsyncIterator
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 import asyncpg
 import orjson
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 
 from ..auth.dependencies import Owner
-from ..errors import DatabaseUnavailable, IdempotencyKeyReused, InvalidRequest, PreconditionFailed, TaskNotFound
+from ..db.session import user_transaction
+from ..errors import IdempotencyKeyReused, InvalidRequest, PreconditionFailed, TaskNotFound
 from . import queries
 from .cursor import MAX_CURSOR_CHARS, decode_cursor, encode_cursor
 from .schemas import (
@@ -32,8 +32,6 @@ from .schemas import (
     parse_body,
 )
 
-log = logging.getLogger("service.tasks")
-
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _ETAG_ITEM = re.compile(r'\s*(W/)?"([^"]*)"\s*')
 
@@ -45,23 +43,12 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 router = APIRouter(prefix="/api/{user_id}/tasks", tags=["tasks"], responses=_problems(401, 403, 422, 503))
 
 
-async def database(request: Request) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled connection for this request; waiting for one is bounded, then 503."""
+def transaction(request: Request, user_id: str) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]:
+    """The request's database transaction, as `user_id` (row-level security sees only their rows)."""
     resources = request.app.state.resources
-    try:
-        conn = await resources.pool.acquire(timeout=resources.settings.db_pool_acquire_timeout_seconds)
-    except asyncio.TimeoutError:
-        raise DatabaseUnavailable("all database connections are busy, retry shortly") from None
-    except Exception as exc:  # noqa: BLE001 - cannot connect at all: not the caller's fault
-        log.warning("cannot get a database connection: %s", type(exc).__name__)
-        raise DatabaseUnavailable() from exc
-    try:
-        yield conn
-    finally:
-        await resources.pool.release(conn)
-
-
-Database = Annotated[asyncpg.Connection, Depends(database)]
+    return user_transaction(
+        resources.pool, user_id, acquire_timeout_seconds=resources.settings.db_pool_acquire_timeout_seconds
+    )
 TaskId = Annotated[int, Path(ge=1, le=TASK_ID_MAX, description="The task's id")]
 IfMatch = Annotated[str | None, Header(description="ETag from a GET; 412 when the task changed since")]
 
@@ -122,7 +109,6 @@ async def _write_outcome(db: asyncpg.Connection, user_id: str, task_id: int, ver
 async def list_tasks(
     request: Request,
     user_id: Owner,
-    db: Database,
     status: Status = Status.all,
     sort: Sort = Sort.created_at_desc,
     q: Annotated[str | None, Query(max_length=QUERY_MAX_CHARS, description="case-insensitive text search")] = None,
@@ -136,9 +122,10 @@ async def list_tasks(
     descending = sort.value.startswith("-")
     options = {"sort": sort.value, "status": status.value, "q": query}
     after = decode_cursor(cursor, options, column) if cursor else None
-    rows = await queries.list_tasks(
-        db, user_id, column=column, descending=descending, status=status.value, query=query, after=after, limit=limit + 1
-    )
+    async with transaction(request, user_id) as db:
+        rows = await queries.list_tasks(
+            db, user_id, column=column, descending=descending, status=status.value, query=query, after=after, limit=limit + 1
+        )
     headers = {}
     if len(rows) > limit:
         rows = rows[:limit]
@@ -161,14 +148,14 @@ async def list_tasks(
 async def create_task(
     request: Request,
     user_id: Owner,
-    db: Database,
     idempotency_key: Annotated[
         str | None, Header(description="Retrying a POST with the same key returns the first result")
     ] = None,
 ) -> Response:
     body: TaskCreate = parse_body(TaskCreate, request.headers.get("content-type"), await request.body())
     if idempotency_key is None:
-        record = await queries.insert_task(db, user_id, body.title, body.description)
+        async with transaction(request, user_id) as db:
+            record = await queries.insert_task(db, user_id, body.title, body.description)
         return task_response(record, 201, {"Location": task_location(user_id, record["id"])})
 
     if not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
@@ -178,7 +165,7 @@ async def create_task(
         )
     fingerprint = hashlib.sha256(orjson.dumps([body.title, body.description])).digest()
     ttl = request.app.state.resources.settings.idempotency_key_ttl_hours
-    async with db.transaction():
+    async with transaction(request, user_id) as db:
         if await queries.claim_idempotency_key(db, user_id, idempotency_key, fingerprint, ttl):
             record = await queries.insert_task_for_key(db, user_id, idempotency_key, body.title, body.description)
             return task_response(record, 201, {"Location": task_location(user_id, record["id"])})
@@ -193,8 +180,9 @@ async def create_task(
 
 
 @router.get("/{task_id}", response_model=Task, summary="Get one task", responses=_problems(404))
-async def get_task(user_id: Owner, db: Database, task_id: TaskId) -> Response:
-    record = await queries.get_task(db, user_id, task_id)
+async def get_task(request: Request, user_id: Owner, task_id: TaskId) -> Response:
+    async with transaction(request, user_id) as db:
+        record = await queries.get_task(db, user_id, task_id)
     if record is None:
         raise TaskNotFound("no such task")
     return task_response(record)
@@ -207,12 +195,13 @@ async def get_task(user_id: Owner, db: Database, task_id: TaskId) -> Response:
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": TaskReplace.model_json_schema()}}}},
     responses=_problems(404, 412, 413, 415),
 )
-async def replace_task(request: Request, user_id: Owner, db: Database, task_id: TaskId, if_match: IfMatch = None) -> Response:
+async def replace_task(request: Request, user_id: Owner, task_id: TaskId, if_match: IfMatch = None) -> Response:
     body: TaskReplace = parse_body(TaskReplace, request.headers.get("content-type"), await request.body())
     versions = expected_versions(if_match, task_id)
-    record = await queries.replace_task(db, user_id, task_id, versions, body.title, body.description, body.completed)
-    if record is None:
-        await _write_outcome(db, user_id, task_id, versions)
+    async with transaction(request, user_id) as db:
+        record = await queries.replace_task(db, user_id, task_id, versions, body.title, body.description, body.completed)
+        if record is None:
+            await _write_outcome(db, user_id, task_id, versions)
     return task_response(record)
 
 
@@ -223,28 +212,31 @@ async def replace_task(request: Request, user_id: Owner, db: Database, task_id: 
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": TaskPatch.model_json_schema()}}}},
     responses=_problems(404, 412, 413, 415),
 )
-async def patch_task(request: Request, user_id: Owner, db: Database, task_id: TaskId, if_match: IfMatch = None) -> Response:
+async def patch_task(request: Request, user_id: Owner, task_id: TaskId, if_match: IfMatch = None) -> Response:
     body: TaskPatch = parse_body(TaskPatch, request.headers.get("content-type"), await request.body())
     versions = expected_versions(if_match, task_id)
     changes = {name: getattr(body, name) for name in body.model_fields_set}
-    record = await queries.patch_task(db, user_id, task_id, versions, changes)
-    if record is None:
-        await _write_outcome(db, user_id, task_id, versions)
+    async with transaction(request, user_id) as db:
+        record = await queries.patch_task(db, user_id, task_id, versions, changes)
+        if record is None:
+            await _write_outcome(db, user_id, task_id, versions)
     return task_response(record)
 
 
 @router.patch("/{task_id}/complete", response_model=Task, summary="Toggle completed", responses=_problems(404, 412))
-async def toggle_task(user_id: Owner, db: Database, task_id: TaskId, if_match: IfMatch = None) -> Response:
+async def toggle_task(request: Request, user_id: Owner, task_id: TaskId, if_match: IfMatch = None) -> Response:
     versions = expected_versions(if_match, task_id)
-    record = await queries.toggle_task(db, user_id, task_id, versions)
-    if record is None:
-        await _write_outcome(db, user_id, task_id, versions)
+    async with transaction(request, user_id) as db:
+        record = await queries.toggle_task(db, user_id, task_id, versions)
+        if record is None:
+            await _write_outcome(db, user_id, task_id, versions)
     return task_response(record)
 
 
 @router.delete("/{task_id}", status_code=204, summary="Delete a task", responses=_problems(404, 412))
-async def delete_task(user_id: Owner, db: Database, task_id: TaskId, if_match: IfMatch = None) -> Response:
+async def delete_task(request: Request, user_id: Owner, task_id: TaskId, if_match: IfMatch = None) -> Response:
     versions = expected_versions(if_match, task_id)
-    if not await queries.delete_task(db, user_id, task_id, versions):
-        await _write_outcome(db, user_id, task_id, versions)
+    async with transaction(request, user_id) as db:
+        if not await queries.delete_task(db, user_id, task_id, versions):
+            await _write_outcome(db, user_id, task_id, versions)
     return Response(status_code=204)
