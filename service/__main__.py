@@ -1,4 +1,4 @@
-"""Command line: `python -m service [run|migrate]`."""
+"""Command line: `python -m service [run | migrate | jwks [TOKEN]]`."""
 
 from __future__ import annotations
 
@@ -29,7 +29,11 @@ async def migrate(settings: Settings) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service", description="Tasks service for Better Auth apps")
-    parser.add_argument("command", nargs="?", default="run", choices=["run", "migrate"])
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("run", help="serve the API (the default)")
+    commands.add_parser("migrate", help="apply database migrations and exit")
+    jwks = commands.add_parser("jwks", help="list the configured JWKS's keys and verdicts; check a token")
+    jwks.add_argument("token", nargs="?", help="a JWT to verify (or - to read it from standard input)")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -37,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    if args.command == "jwks":
+        from .auth.inspect import inspect_jwks
+
+        token = sys.stdin.read() if args.token == "-" else args.token
+        return asyncio.run(inspect_jwks(settings, token, sys.stdout))
 
     if args.command == "migrate":
         applied = asyncio.run(migrate(settings))

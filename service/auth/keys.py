@@ -7,10 +7,11 @@ used as anything but a public key.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from joserfc.errors import JoseError
+from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 MAX_KEYS = 64
@@ -112,7 +113,9 @@ def import_public_key(entry: Any) -> PublicKey | None:
 
     public = {name: entry[name] for name in _PUBLIC_MEMBERS[kty] if name in entry}
     try:
-        key = _IMPORTERS[kty].import_key(public)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SecurityWarning)  # small RSA keys: refused below, with a reason
+            key = _IMPORTERS[kty].import_key(public)
     except (JoseError, ValueError, TypeError, KeyError) as exc:
         raise ValueError(f"kid {kid!r}: cannot import {kty} key ({type(exc).__name__})") from None
 
