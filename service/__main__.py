@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import signal
 import sys
 
 import asyncpg
+
+from .observability import configure_logging
 
 from .settings import Settings, SettingsError, load_settings
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
 
     if args.command == "jwks":
         from .auth.inspect import inspect_jwks
@@ -64,8 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
-        proxy_headers=False,
+        log_config=None,  # ours (configure_logging), in JSON by default
+        access_log=False,  # one structured line per request comes from ObservabilityMiddleware
+        proxy_headers=False,  # client addresses from X-Forwarded-For only via TRUSTED_PROXIES
         server_header=False,
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
     )
     if settings.workers > 1:
         # Each worker process builds its own app (pool, key cache) from the same environment.

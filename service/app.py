@@ -15,6 +15,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from . import errors
@@ -25,6 +26,7 @@ from .db.embedded import DATABASE_NAME, EmbeddedPostgres, ensure_database, start
 from .db.migrate import apply_migrations
 from .db.pool import UNAVAILABLE_ERRORS, create_pool
 from .health import router as health_router
+from .observability import ObservabilityMiddleware, RequestMetrics, configure_logging, parse_networks
 from .settings import Settings
 from .tasks.routes import router as tasks_router
 
@@ -216,9 +218,25 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(tasks_router)
-    # Added last = outermost: the size limit applies before anything reads the body.
+    app.state.request_metrics = RequestMetrics()
+    # Each add_middleware wraps the previous ones: the last added runs first.
     app.add_middleware(BearerAuthMiddleware, render_error=render_error)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    if settings.cors_origins:  # outside the Bearer check: preflights carry no token
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["ETag", "Location", "Link", "Retry-After", "X-Request-ID", "Idempotent-Replayed"],
+            max_age=600,
+        )
+    app.add_middleware(
+        ObservabilityMiddleware,
+        metrics=app.state.request_metrics,
+        access_log=settings.access_log,
+        trusted_proxies=parse_networks(settings.trusted_proxies),
+    )
     return app
 
 
@@ -226,7 +244,9 @@ def create_app_from_env() -> FastAPI:
     """Factory for uvicorn's worker processes: each reads the same environment."""
     from .settings import load_settings
 
-    return create_app(load_settings())
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
 
 
 async def _cancel(task: asyncio.Task) -> None:

@@ -78,4 +78,5 @@ async def metrics(request: Request) -> Response:
         f'db_pool_connections{{state="total"}} {resources.pool.get_size()}',
         f'db_pool_connections{{state="idle"}} {resources.pool.get_idle_size()}',
     ]
+    lines += request.app.state.request_metrics.render()
     return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")

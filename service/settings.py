@@ -58,7 +58,12 @@ class Settings:
     workers: int = 1
     max_body_bytes: int = 16 * 1024
     idempotency_key_ttl_hours: int = 24
+    shutdown_timeout_seconds: float = 20.0
+    cors_origins: tuple[str, ...] = ()
+    trusted_proxies: str = ""
     log_level: str = "INFO"
+    log_format: str = "json"
+    access_log: bool = True
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -148,6 +153,42 @@ def _log_level(name: str, value: str) -> str:
     return level
 
 
+def _log_format(name: str, value: str) -> str:
+    if value.lower() not in ("json", "text"):
+        raise SettingsError(f"{name}: expected json or text, got {value!r}")
+    return value.lower()
+
+
+def _boolean(name: str, value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}: expected true or false, got {value!r}")
+
+
+def _origins(name: str, value: str) -> tuple[str, ...]:
+    origins = tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise SettingsError(f"{name}: {origin!r} is not an origin like https://app.example.com")
+    return origins
+
+
+def _networks(name: str, value: str) -> str:
+    import ipaddress
+
+    for part in value.split(","):
+        if part.strip():
+            try:
+                ipaddress.ip_network(part.strip(), strict=False)
+            except ValueError:
+                raise SettingsError(f"{name}: {part.strip()!r} is not an IP address or network") from None
+    return value
+
+
 def _text(name: str, value: str) -> str:
     if not value:
         raise SettingsError(f"{name}: must not be empty")
@@ -176,7 +217,12 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "WORKERS": ("workers", _number(int, 1, 256)),
     "MAX_BODY_BYTES": ("max_body_bytes", _number(int, 256, 10 * 1024 * 1024)),
     "IDEMPOTENCY_KEY_TTL_HOURS": ("idempotency_key_ttl_hours", _number(int, 1, 24 * 365)),
+    "SHUTDOWN_TIMEOUT_SECONDS": ("shutdown_timeout_seconds", _number(float, 0, 600)),
+    "CORS_ORIGINS": ("cors_origins", _origins),
+    "TRUSTED_PROXIES": ("trusted_proxies", _networks),
     "LOG_LEVEL": ("log_level", _log_level),
+    "LOG_FORMAT": ("log_format", _log_format),
+    "ACCESS_LOG": ("access_log", _boolean),
 }
 
 

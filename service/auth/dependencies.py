@@ -53,7 +53,12 @@ class BearerAuthMiddleware:
             return
         verifier: TokenVerifier = scope["app"].state.resources.verifier
         try:
-            principal = await verifier.verify_token(bearer_token(scope["headers"]))
+            try:
+                token = bearer_token(scope["headers"])
+            except InvalidToken as exc:
+                verifier.outcomes[exc.reason] += 1  # verify_token counts the rest
+                raise
+            principal = await verifier.verify_token(token)
         except ServiceError as exc:
             await self.render_error(exc, scope, send)
             return
