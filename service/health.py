@@ -17,7 +17,11 @@ async def healthz() -> Response:
     return Response(b'{"status":"ok"}', media_type="application/json")
 
 
-@router.get("/readyz", summary="The database answers and at least one signing key is usable")
+@router.get(
+    "/readyz",
+    summary="The database answers and at least one signing key is usable",
+    responses={503: {"description": "Not ready; `problems` says why", "content": {"application/json": {}}}},
+)
 async def readyz(request: Request) -> Response:
     resources = request.app.state.resources
     problems: list[str] = []
@@ -34,7 +38,11 @@ async def readyz(request: Request) -> Response:
     return Response(orjson.dumps(body), status_code=503 if problems else 200, media_type="application/json")
 
 
-@router.get("/metrics", summary="Prometheus text format")
+@router.get(
+    "/metrics",
+    summary="Prometheus text format",
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics(request: Request) -> Response:
     resources = request.app.state.resources
     stats = resources.jwks.stats

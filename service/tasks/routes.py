@@ -12,6 +12,7 @@ import asyncpg
 import orjson
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 
+from ..api_docs import problem_responses, success_headers
 from ..auth.dependencies import Owner
 from ..db.session import user_transaction
 from ..errors import IdempotencyKeyReused, InvalidRequest, PreconditionFailed, TaskNotFound
@@ -22,7 +23,6 @@ from .schemas import (
     LIST_MAX_LIMIT,
     QUERY_MAX_CHARS,
     TASK_ID_MAX,
-    Problem,
     Sort,
     Status,
     Task,
@@ -36,11 +36,7 @@ IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _ETAG_ITEM = re.compile(r'\s*(W/)?"([^"]*)"\s*')
 
 
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": Problem, "content": {"application/problem+json": {}}} for status in statuses}
-
-
-router = APIRouter(prefix="/api/{user_id}/tasks", tags=["tasks"], responses=_problems(401, 403, 422, 503))
+router = APIRouter(prefix="/api/{user_id}/tasks", tags=["tasks"], responses=problem_responses(401, 403, 422, 503))
 
 
 def transaction(request: Request, user_id: str) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]:
@@ -105,7 +101,12 @@ async def _write_outcome(db: asyncpg.Connection, user_id: str, task_id: int, ver
     raise TaskNotFound("no such task")
 
 
-@router.get("", response_model=list[Task], summary="List the caller's tasks")
+@router.get(
+    "",
+    response_model=list[Task],
+    summary="List the caller's tasks",
+    responses={200: success_headers(Link='<…?cursor=…>; rel="next" when there is a next page')},
+)
 async def list_tasks(
     request: Request,
     user_id: Owner,
@@ -143,7 +144,11 @@ async def list_tasks(
     response_model=Task,
     summary="Create a task",
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": TaskCreate.model_json_schema()}}}},
-    responses=_problems(413, 415),
+    responses={
+        201: success_headers(Location="The new task's URL", ETag="Strong validator of the task",
+                             **{"Idempotent-Replayed": "true when this answers a retried Idempotency-Key"}),
+        **problem_responses(413, 415),
+    },
 )
 async def create_task(
     request: Request,
@@ -179,7 +184,10 @@ async def create_task(
     )
 
 
-@router.get("/{task_id}", response_model=Task, summary="Get one task", responses=_problems(404))
+@router.get(
+    "/{task_id}", response_model=Task, summary="Get one task",
+    responses={200: success_headers(ETag="Strong validator of this version of the task; send it back in If-Match"), **problem_responses(404)},
+)
 async def get_task(request: Request, user_id: Owner, task_id: TaskId) -> Response:
     async with transaction(request, user_id) as db:
         record = await queries.get_task(db, user_id, task_id)
@@ -193,7 +201,7 @@ async def get_task(request: Request, user_id: Owner, task_id: TaskId) -> Respons
     response_model=Task,
     summary="Replace a task's title, description and completed",
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": TaskReplace.model_json_schema()}}}},
-    responses=_problems(404, 412, 413, 415),
+    responses={200: success_headers(ETag="Strong validator of this version of the task; send it back in If-Match"), **problem_responses(404, 412, 413, 415)},
 )
 async def replace_task(request: Request, user_id: Owner, task_id: TaskId, if_match: IfMatch = None) -> Response:
     body: TaskReplace = parse_body(TaskReplace, request.headers.get("content-type"), await request.body())
@@ -210,7 +218,7 @@ async def replace_task(request: Request, user_id: Owner, task_id: TaskId, if_mat
     response_model=Task,
     summary="Change some of a task's fields",
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": TaskPatch.model_json_schema()}}}},
-    responses=_problems(404, 412, 413, 415),
+    responses={200: success_headers(ETag="Strong validator of this version of the task; send it back in If-Match"), **problem_responses(404, 412, 413, 415)},
 )
 async def patch_task(request: Request, user_id: Owner, task_id: TaskId, if_match: IfMatch = None) -> Response:
     body: TaskPatch = parse_body(TaskPatch, request.headers.get("content-type"), await request.body())
@@ -223,7 +231,10 @@ async def patch_task(request: Request, user_id: Owner, task_id: TaskId, if_match
     return task_response(record)
 
 
-@router.patch("/{task_id}/complete", response_model=Task, summary="Toggle completed", responses=_problems(404, 412))
+@router.patch(
+    "/{task_id}/complete", response_model=Task, summary="Toggle completed",
+    responses={200: success_headers(ETag="Strong validator of this version of the task; send it back in If-Match"), **problem_responses(404, 412)},
+)
 async def toggle_task(request: Request, user_id: Owner, task_id: TaskId, if_match: IfMatch = None) -> Response:
     versions = expected_versions(if_match, task_id)
     async with transaction(request, user_id) as db:
@@ -233,7 +244,10 @@ async def toggle_task(request: Request, user_id: Owner, task_id: TaskId, if_matc
     return task_response(record)
 
 
-@router.delete("/{task_id}", status_code=204, summary="Delete a task", responses=_problems(404, 412))
+@router.delete(
+    "/{task_id}", status_code=204, summary="Delete a task",
+    responses={204: success_headers(), **problem_responses(404, 412)},
+)
 async def delete_task(request: Request, user_id: Owner, task_id: TaskId, if_match: IfMatch = None) -> Response:
     versions = expected_versions(if_match, task_id)
     async with transaction(request, user_id) as db:

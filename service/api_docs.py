@@ -1,0 +1,53 @@
+"""OpenAPI descriptions of what the code really answers: problem responses and headers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .tasks.schemas import Problem
+
+_PROBLEM_SCHEMA = Problem.model_json_schema()
+
+# status -> (description, code of the example, detail of the example, headers)
+_PROBLEMS: dict[int, tuple[str, str, str, dict[str, str]]] = {
+    401: ("Missing, malformed, expired or untrusted Bearer token", "invalid_token", "token has expired",
+          {"WWW-Authenticate": 'Bearer error="invalid_token", error_description="…" (RFC 6750)'}),
+    403: ("The token's subject is not the user named in the path", "forbidden",
+          "the token's subject does not match the user in the path", {}),
+    404: ("No such task, or it belongs to someone else", "task_not_found", "no such task", {}),
+    412: ("If-Match no longer matches the task's ETag", "precondition_failed",
+          "the task changed since that ETag; GET it again", {}),
+    413: ("Body larger than MAX_BODY_BYTES", "payload_too_large", "the body exceeds 16384 bytes", {}),
+    415: ("Body is not application/json", "unsupported_media_type", "the body must be application/json", {}),
+    422: ("Invalid body, query, header or id; `errors` names each field", "validation_failed",
+          "title: String should have at most 200 characters", {}),
+    503: ("Signing keys or the database are unavailable; retry later", "keys_unavailable",
+          "signing keys cannot be fetched (HTTP 502 from https://app.example.com/api/auth/jwks)",
+          {"Retry-After": "Seconds to wait before retrying"}),
+}
+_TITLES = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 412: "Precondition Failed",
+           413: "Content Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Content",
+           503: "Service Unavailable"}
+
+
+def _header_docs(headers: dict[str, str]) -> dict[str, Any]:
+    return {name: {"description": text, "schema": {"type": "string"}} for name, text in headers.items()}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries for the given error statuses, each an RFC 9457 problem with an example."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        description, code, detail, headers = _PROBLEMS[status]
+        example = {"type": "about:blank", "title": _TITLES[status], "status": status, "detail": detail, "code": code}
+        responses[status] = {
+            "description": description,
+            "content": {"application/problem+json": {"schema": _PROBLEM_SCHEMA, "example": example}},
+            "headers": _header_docs({"X-Request-ID": "The request's id (echoed or generated)", **headers}),
+        }
+    return responses
+
+
+def success_headers(**headers: str) -> dict[str, Any]:
+    """Headers of a success response, for `responses={status: {...}}`."""
+    return {"headers": _header_docs({"X-Request-ID": "The request's id (echoed or generated)", **headers})}

@@ -1,0 +1,88 @@
+"""The served OpenAPI document describes every route, status and header the API really uses."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.routing import APIRoute
+
+ERRORS = {401, 403, 422, 503}
+# (method, path) -> statuses the route's code can answer (see service/tasks/routes.py)
+EXPECTED = {
+    ("GET", "/api/{user_id}/tasks"): {200} | ERRORS,
+    ("POST", "/api/{user_id}/tasks"): {201, 413, 415} | ERRORS,
+    ("GET", "/api/{user_id}/tasks/{task_id}"): {200, 404} | ERRORS,
+    ("PUT", "/api/{user_id}/tasks/{task_id}"): {200, 404, 412, 413, 415} | ERRORS,
+    ("PATCH", "/api/{user_id}/tasks/{task_id}"): {200, 404, 412, 413, 415} | ERRORS,
+    ("PATCH", "/api/{user_id}/tasks/{task_id}/complete"): {200, 404, 412} | ERRORS,
+    ("DELETE", "/api/{user_id}/tasks/{task_id}"): {204, 404, 412} | ERRORS,
+    ("GET", "/healthz"): {200},
+    ("GET", "/readyz"): {200, 503},
+    ("GET", "/metrics"): {200},
+}
+HEADERS = {
+    ("GET", "/api/{user_id}/tasks", "200"): {"Link", "X-Request-ID"},
+    ("POST", "/api/{user_id}/tasks", "201"): {"Location", "ETag", "Idempotent-Replayed"},
+    ("GET", "/api/{user_id}/tasks/{task_id}", "200"): {"ETag"},
+    ("PUT", "/api/{user_id}/tasks/{task_id}", "200"): {"ETag"},
+    ("PATCH", "/api/{user_id}/tasks/{task_id}", "200"): {"ETag"},
+    ("PATCH", "/api/{user_id}/tasks/{task_id}/complete", "200"): {"ETag"},
+}
+
+
+@pytest.fixture
+async def spec(client):
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    return response.json()
+
+
+def operation(spec, method, path):
+    return spec["paths"][path][method.lower()]
+
+
+def api_routes(routes):
+    """APIRoutes, through the routers FastAPI includes lazily."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif hasattr(route, "original_router"):
+            yield from api_routes(route.original_router.routes)
+
+
+async def test_every_route_is_documented_and_nothing_else(client, spec):
+    served = {(m, r.path) for r in api_routes(client.app.routes) for m in r.methods}
+    assert served == set(EXPECTED)
+    documented = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
+    assert documented == set(EXPECTED)
+
+
+@pytest.mark.parametrize("method, path", list(EXPECTED), ids=[f"{m} {p}" for m, p in EXPECTED])
+async def test_every_status_a_route_answers_is_documented(spec, method, path):
+    assert {int(s) for s in operation(spec, method, path)["responses"]} == EXPECTED[(method, path)]
+
+
+@pytest.mark.parametrize("method, path", [k for k in EXPECTED if k[1].startswith("/api/")])
+async def test_api_routes_require_the_bearer_scheme_and_errors_are_problem_details(spec, method, path):
+    assert spec["components"]["securitySchemes"]["HTTPBearer"] == {
+        "type": "http", "scheme": "bearer", "description": "A JWT from Better Auth's /api/auth/token"}
+    op = operation(spec, method, path)
+    assert op["security"] == [{"HTTPBearer": []}]
+    for status, response in op["responses"].items():
+        if int(status) < 400:
+            continue
+        problem = response["content"]["application/problem+json"]
+        assert set(problem["schema"]["required"]) >= {"title", "status", "detail", "code"}
+        assert problem["example"]["status"] == int(status) and problem["example"]["code"]
+    assert "WWW-Authenticate" in op["responses"]["401"]["headers"]
+    assert "Retry-After" in op["responses"]["503"]["headers"]
+
+
+@pytest.mark.parametrize("key", list(HEADERS), ids=[" ".join(k) for k in HEADERS])
+async def test_success_headers_are_documented(spec, key):
+    method, path, status = key
+    assert HEADERS[key] <= set(operation(spec, method, path)["responses"][status]["headers"])
+
+
+async def test_docs_page_is_served(client):
+    response = await client.get("/docs")
+    assert response.status_code == 200 and "swagger" in response.text.lower()
