@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run migrate test clean
+.PHONY: install run migrate test fuzz bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=...)")'
@@ -24,6 +24,12 @@ migrate: install  ## apply database migrations and exit
 
 test: install  ## the whole suite, against a real PostgreSQL
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+fuzz: install  ## a long schemathesis run (FUZZ_EXAMPLES cases per operation, random seed)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-5000} FUZZ_RANDOM=1 $(PY) -m pytest tests/test_fuzz.py -p no:timeout $(PYTEST_ARGS)
+
+bench: install  ## throughput/latency against in-run ceilings; results in .bench/
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

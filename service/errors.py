@@ -7,6 +7,9 @@ internals (no SQL, no stack, no token).
 from __future__ import annotations
 
 
+_DESCRIPTION_CHARS = frozenset(chr(c) for c in range(0x20, 0x7F)) - {'"', "\\"}
+
+
 class ServiceError(Exception):
     status = 500
     code = "internal_error"
@@ -27,8 +30,9 @@ class InvalidToken(ServiceError):
 
     def __init__(self, detail: str, reason: str = "malformed") -> None:
         self.reason = reason  # a metrics label: why verification failed
-        # RFC 6750 §3: quoted-string, so no quotes or backslashes from the detail may leak in.
-        safe = detail.replace("\\", "").replace('"', "'")
+        # RFC 6750 §3: error_description is %x20-21 / %x23-5B / %x5D-7E only. The detail may quote
+        # attacker input (a kid, an alg), so anything else becomes "?" before it reaches a header.
+        safe = "".join(c if c in _DESCRIPTION_CHARS else "?" for c in detail)
         super().__init__(
             detail,
             headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{safe}"'},

@@ -7,6 +7,7 @@ validation: 401 comes before 422.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Awaitable, Callable
 
 from fastapi import Depends, Path, Request
@@ -16,6 +17,7 @@ from ..errors import Forbidden, InvalidToken, MissingToken, ServiceError
 from .tokens import Principal, TokenVerifier
 
 PROTECTED_PREFIX = "/api/"
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1
 USER_ID_MAX_CHARS = 255
 
 # Documents the scheme in OpenAPI; the middleware does the real work.
@@ -31,11 +33,11 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> str:
         raise MissingToken()
     if len(values) > 1:
         raise InvalidToken("send exactly one Authorization header")
-    scheme, _, token = values[0].decode("latin-1").strip().partition(" ")
+    scheme, _, token = values[0].decode("latin-1").strip(" \t").partition(" ")
     if scheme.lower() != "bearer":
         raise InvalidToken("the Authorization scheme must be Bearer")
-    token = token.strip()
-    if not token or " " in token:
+    token = token.lstrip(" ")  # RFC 7235: 1*SP between scheme and credentials
+    if not _B64TOKEN.fullmatch(token):
         raise InvalidToken("the Bearer token is empty or malformed")
     return token
 

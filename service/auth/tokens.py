@@ -27,6 +27,7 @@ from .jwks import JWKSCache, KeysUnavailableError, UnknownKidError
 from .keys import MAX_KID_LENGTH
 
 MAX_SUBJECT_LENGTH = 255
+MAX_NUMERIC_DATE = 10**11  # about year 5138: beyond it a NumericDate is an attack, not a date
 _SEGMENT = re.compile(rb"[A-Za-z0-9_-]+")
 # Header members that would let the token choose its own key or change how it is processed.
 _REFUSED_HEADERS = ("jwk", "jku", "x5u", "x5c", "crit", "b64")
@@ -200,6 +201,10 @@ class TokenVerifier:
         except InvalidClaimError as exc:
             reason = exc.description if exc.claim in ("nbf", "iat") else "wrong value or type"
             raise InvalidToken(f"invalid {exc.claim!r} claim: {reason}", "claims") from None
+        for name in ("exp", "iat", "nbf"):
+            value = claims.get(name)
+            if value is not None and not -MAX_NUMERIC_DATE < value < MAX_NUMERIC_DATE:
+                raise InvalidToken(f"invalid {name!r} claim: out of range", "claims")
         sub = claims["sub"]
         if not isinstance(sub, str) or not sub.strip() or len(sub) > MAX_SUBJECT_LENGTH or not sub.isprintable():
             raise InvalidToken(f"sub must be a non-empty printable string of at most {MAX_SUBJECT_LENGTH} characters", "claims")
@@ -240,7 +245,9 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _decode_json_segment(segment: bytes, what: str) -> dict[str, Any]:
     decoded = _b64decode(segment, what)
     try:
-        value = json.loads(decoded, object_pairs_hook=_reject_duplicates)
+        # UTF-8 only (RFC 7515 §5.2): json.loads(bytes) would also take UTF-16, a BOM and
+        # encoded surrogates.
+        value = json.loads(decoded.decode("utf-8"), object_pairs_hook=_reject_duplicates)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise InvalidToken(f"{what} is not valid JSON") from None
     if not isinstance(value, dict):

@@ -23,6 +23,7 @@ from .schemas import (
     LIST_MAX_LIMIT,
     QUERY_MAX_CHARS,
     TASK_ID_MAX,
+    TEXT_PATTERN,
     Sort,
     Status,
     Task,
@@ -32,8 +33,7 @@ from .schemas import (
     parse_body,
 )
 
-IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
-_ETAG_ITEM = re.compile(r'\s*(W/)?"([^"]*)"\s*')
+_ETAG_ITEM = re.compile(r'(W/)?"([^"]*)"')
 
 
 router = APIRouter(prefix="/api/{user_id}/tasks", tags=["tasks"], responses=problem_responses(401, 403, 422, 503))
@@ -46,7 +46,12 @@ def transaction(request: Request, user_id: str) -> contextlib.AbstractAsyncConte
         resources.pool, user_id, acquire_timeout_seconds=resources.settings.db_pool_acquire_timeout_seconds
     )
 TaskId = Annotated[int, Path(ge=1, le=TASK_ID_MAX, description="The task's id")]
-IfMatch = Annotated[str | None, Header(description="ETag from a GET; 412 when the task changed since")]
+IF_MATCH_PATTERN = r'^\s*(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)\s*$'
+_IF_MATCH = re.compile(IF_MATCH_PATTERN)
+IfMatch = Annotated[
+    str | None,
+    Header(pattern=IF_MATCH_PATTERN, description='`*` or ETags from a GET (`"12-3"`); 412 when the task changed since'),
+]
 
 
 def etag(record: asyncpg.Record) -> str:
@@ -82,12 +87,10 @@ def expected_versions(if_match: str | None, task_id: int) -> list[int] | None:
     """The versions an If-Match header accepts (strong comparison); None when it accepts any."""
     if if_match is None or if_match.strip() == "*":
         return None
+    if not _IF_MATCH.fullmatch(if_match):
+        raise InvalidRequest("If-Match must be * or a list of quoted ETags", [{"field": "If-Match", "message": "malformed"}])
     versions: list[int] = []
-    for item in if_match.split(","):
-        match = _ETAG_ITEM.fullmatch(item)
-        if match is None:
-            raise InvalidRequest("If-Match must be * or a list of quoted ETags", [{"field": "If-Match", "message": "malformed"}])
-        weak, tag = match.groups()
+    for weak, tag in _ETAG_ITEM.findall(if_match):  # quoted tags may themselves hold commas
         owner_id, _, version = tag.partition("-")
         if not weak and owner_id == str(task_id) and version.isdigit() and len(version) < 10:
             versions.append(int(version))
@@ -112,9 +115,15 @@ async def list_tasks(
     user_id: Owner,
     status: Status = Status.all,
     sort: Sort = Sort.created_at_desc,
-    q: Annotated[str | None, Query(max_length=QUERY_MAX_CHARS, description="case-insensitive text search")] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=QUERY_MAX_CHARS, description="case-insensitive text search", json_schema_extra={"pattern": TEXT_PATTERN}),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=LIST_MAX_LIMIT)] = LIST_DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS, description="from the Link rel=next")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=MAX_CURSOR_CHARS, pattern=r"^[A-Za-z0-9_-]+$", description="opaque; from the Link rel=next"),
+    ] = None,
 ) -> Response:
     if q is not None and "\x00" in q:
         raise InvalidRequest("q: must not contain NUL characters", [{"field": "q", "message": "NUL character"}])
@@ -154,7 +163,11 @@ async def create_task(
     request: Request,
     user_id: Owner,
     idempotency_key: Annotated[
-        str | None, Header(description="Retrying a POST with the same key returns the first result")
+        str | None,
+        Header(
+            pattern=r"^[\x21-\x7e]{1,255}$",
+            description="1-255 visible ASCII characters; retrying a POST with the same key returns the first result",
+        ),
     ] = None,
 ) -> Response:
     body: TaskCreate = parse_body(TaskCreate, request.headers.get("content-type"), await request.body())
@@ -163,11 +176,6 @@ async def create_task(
             record = await queries.insert_task(db, user_id, body.title, body.description)
         return task_response(record, 201, {"Location": task_location(user_id, record["id"])})
 
-    if not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
-        raise InvalidRequest(
-            "Idempotency-Key must be 1-255 visible ASCII characters",
-            [{"field": "Idempotency-Key", "message": "1-255 visible ASCII characters"}],
-        )
     fingerprint = hashlib.sha256(orjson.dumps([body.title, body.description])).digest()
     ttl = request.app.state.resources.settings.idempotency_key_ttl_hours
     async with transaction(request, user_id) as db:

@@ -26,15 +26,28 @@ def _no_nul(value: str) -> str:
     return value
 
 
+ASCII_WHITESPACE = " \t\n\r\x0b\x0c"  # what is trimmed from titles; the pattern below says the same
+
+
 def _title(value: str) -> str:
-    value = _no_nul(value).strip()
+    value = _no_nul(value).strip(ASCII_WHITESPACE)
     if not value:
         raise ValueError("must not be blank")
     return value
 
 
-Title = Annotated[str, Field(min_length=1, max_length=TITLE_MAX_CHARS), AfterValidator(_title)]
-Description = Annotated[str, Field(max_length=DESCRIPTION_MAX_CHARS), AfterValidator(_no_nul)]
+# The patterns document in OpenAPI what the validators enforce (no NUL, title not blank);
+# PostgreSQL text cannot hold NUL. (Lone surrogates are refused as invalid JSON by the parser.)
+TEXT_PATTERN = "^[^\\x00]*$"
+TITLE_PATTERN = "^[ \\t\\n\\r\\x0b\\x0c]*[^ \\t\\n\\r\\x0b\\x0c\\x00][^\\x00]*$"
+Title = Annotated[
+    str,
+    Field(min_length=1, max_length=TITLE_MAX_CHARS, json_schema_extra={"pattern": TITLE_PATTERN}),
+    AfterValidator(_title),
+]
+Description = Annotated[
+    str, Field(max_length=DESCRIPTION_MAX_CHARS, json_schema_extra={"pattern": TEXT_PATTERN}), AfterValidator(_no_nul)
+]
 
 
 class _Body(BaseModel):
@@ -57,9 +70,12 @@ class TaskReplace(_Body):
 class TaskPatch(_Body):
     """PATCH: any non-empty subset of the editable fields."""
 
-    title: Title | None = None
-    description: Description | None = None
-    completed: bool | None = None
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    # Absent means "unchanged"; null is refused (the schema says string/boolean, not nullable).
+    title: Title = None  # type: ignore[assignment]
+    description: Description = None  # type: ignore[assignment]
+    completed: bool = None  # type: ignore[assignment]
 
 
 class Task(BaseModel):
@@ -124,9 +140,4 @@ def parse_body(model: type[_Body], content_type: str | None, body: bytes) -> Any
         raise InvalidRequest("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors) from None
     if isinstance(parsed, TaskPatch) and not parsed.model_fields_set:
         raise InvalidRequest("nothing to update", [{"field": "body", "message": "give at least one field"}])
-    for name in ("title", "completed"):
-        if name in parsed.model_fields_set and getattr(parsed, name) is None:
-            raise InvalidRequest(f"{name}: must not be null", [{"field": name, "message": "must not be null"}])
-    if "description" in parsed.model_fields_set and getattr(parsed, "description", "") is None:
-        raise InvalidRequest("description: must not be null", [{"field": "description", "message": "must not be null"}])
     return parsed
