@@ -52,6 +52,7 @@ class Settings:
     db_pool_max_size: int = 10
     db_pool_acquire_timeout_seconds: float = 2.0
     db_statement_timeout_ms: int = 5000
+    db_statement_cache_size: int = 100
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -212,6 +213,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "DB_POOL_MAX_SIZE": ("db_pool_max_size", _number(int, 1, 1000)),
     "DB_POOL_ACQUIRE_TIMEOUT_SECONDS": ("db_pool_acquire_timeout_seconds", _number(float, 0.01, 60)),
     "DB_STATEMENT_TIMEOUT_MS": ("db_statement_timeout_ms", _number(int, 0)),
+    "DB_STATEMENT_CACHE_SIZE": ("db_statement_cache_size", _number(int, 0, 100_000)),
     "HOST": ("host", _text),
     "PORT": ("port", _number(int, 0, 65535)),
     "WORKERS": ("workers", _number(int, 1, 256)),

@@ -33,7 +33,8 @@ async def test_writes_for_another_user_are_refused_by_the_policy(pool, alice, bo
 
 async def test_without_a_user_nothing_is_visible(client, pool, alice):
     await create(client, alice)
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(f"SET LOCAL ROLE {APP_ROLE}")
         assert await conn.fetchval("SELECT count(*) FROM tasks") == 0
 
 
@@ -45,7 +46,7 @@ async def test_a_connection_back_in_the_pool_carries_no_user(client, alice):
     try:
         for conn in connections:
             assert await conn.fetchval("SELECT current_setting('app.user_id', true)") in (None, "")
-            assert await conn.fetchval("SELECT current_user") == APP_ROLE
+            assert await conn.fetchval("SELECT current_user = session_user")  # the role ended with the transaction
     finally:
         for conn in connections:
             await pool.release(conn)
@@ -62,8 +63,8 @@ async def test_a_failed_request_rolls_back_and_leaves_no_user_behind(pool, alice
         assert await conn.fetchval("SELECT current_setting('app.user_id', true)") in (None, "")
 
 
-async def test_the_service_role_neither_owns_the_tables_nor_bypasses_rls(pool):
-    async with pool.acquire() as conn:
+async def test_the_service_role_neither_owns_the_tables_nor_bypasses_rls(pool, alice):
+    async with user_transaction(pool, alice.id, acquire_timeout_seconds=2) as conn:
         role = await conn.fetchrow("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
         assert (role["rolsuper"], role["rolbypassrls"]) == (False, False)
         tables = await conn.fetch(
@@ -77,8 +78,9 @@ async def test_the_service_role_neither_owns_the_tables_nor_bypasses_rls(pool):
 
 @pytest.mark.parametrize(
     "value, literal",
-    [pytest.param("alice", "'alice'", id="plain"), pytest.param("o'brien", "'o''brien'", id="quote"),
-     pytest.param("back\\slash", "'back\\slash'", id="backslash")],
+    [pytest.param("alice", "E'alice'", id="plain"), pytest.param("o'brien", "E'o\\'brien'", id="quote"),
+     pytest.param("back\\slash", "E'back\\\\slash'", id="backslash"),
+     pytest.param("\\'; DROP TABLE tasks; --", "E'\\\\\\'; DROP TABLE tasks; --'", id="injection")],
 )
 async def test_user_ids_are_quoted_as_sql_literals(pool, value, literal):
     assert sql_literal(value) == literal

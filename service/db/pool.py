@@ -8,7 +8,7 @@ import asyncpg
 
 from ..errors import DatabaseUnavailable
 from ..settings import Settings
-from .session import enter_app_role, keep_session
+from .session import keep_session
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 
@@ -29,19 +29,15 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 async def create_pool(dsn: str, settings: Settings) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         dsn,
-        init=enter_app_role,
         reset=keep_session,
+        # 0 for pgbouncer in transaction mode (Neon, Supabase poolers): no named prepared statements.
+        statement_cache_size=settings.db_statement_cache_size,
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
         timeout=CONNECT_TIMEOUT_SECONDS,
         command_timeout=settings.db_statement_timeout_ms / 1000 + 1 if settings.db_statement_timeout_ms else None,
-        server_settings={
-            "application_name": "tasks-service",
-            "statement_timeout": str(settings.db_statement_timeout_ms),
-            "idle_in_transaction_session_timeout": str(max(settings.db_statement_timeout_ms * 2, 10_000)),
-            "TimeZone": "UTC",
-            "standard_conforming_strings": "on",  # sql_literal relies on it
-        },
+        # Only what poolers pass through at start-up; timeouts and role are set per transaction.
+        server_settings={"application_name": "tasks-service"},
     )
 
 

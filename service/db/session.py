@@ -1,8 +1,10 @@
 """A request's database work: one pooled connection, one transaction, scoped to one user.
 
-The user id is set transaction-locally (`set_config('app.user_id', …, true)`) in the same round
-trip as BEGIN, so row-level security sees it for exactly this transaction and no pooled
-connection (or pgbouncer server connection) ever carries it into another request.
+Everything a request needs from the session is set transaction-locally in the same round trip
+as BEGIN: the unprivileged role (`SET LOCAL ROLE tasks_app`), the timeouts, and the user id
+(`set_config('app.user_id', …, true)`) that row-level security compares with. Nothing outlives
+the transaction, so no pooled connection, and no pgbouncer server connection in transaction
+mode, ever carries a user (or a role) into another request.
 """
 
 from __future__ import annotations
@@ -22,10 +24,21 @@ APP_ROLE = "tasks_app"  # created by migration 0002; neither owns the tables nor
 
 
 def sql_literal(value: str) -> str:
-    """A string constant for the simple-query protocol (standard_conforming_strings is on)."""
+    """An escape-string constant (E'…') for the simple-query protocol: its meaning does not
+    depend on standard_conforming_strings, which a pooler or server may set either way."""
     if "\x00" in value:
         raise ValueError("NUL cannot appear in a PostgreSQL string")
-    return "'" + value.replace("'", "''") + "'"
+    return "E'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def begin_as(user_id: str, statement_timeout_ms: int) -> str:
+    """BEGIN, the role, the timeouts and the user, as one simple-query message: one round trip."""
+    idle_ms = max(statement_timeout_ms * 2, 10_000)
+    return (
+        f"BEGIN; SET LOCAL ROLE {APP_ROLE}; SET LOCAL statement_timeout = {int(statement_timeout_ms)}; "
+        f"SET LOCAL idle_in_transaction_session_timeout = {idle_ms}; "
+        f"SELECT set_config('app.user_id', {sql_literal(user_id)}, true)"
+    )
 
 
 async def acquire_connection(pool: asyncpg.Pool, timeout_seconds: float) -> asyncpg.Connection:
@@ -41,12 +54,12 @@ async def acquire_connection(pool: asyncpg.Pool, timeout_seconds: float) -> asyn
 
 @contextlib.asynccontextmanager
 async def user_transaction(
-    pool: asyncpg.Pool, user_id: str, *, acquire_timeout_seconds: float
+    pool: asyncpg.Pool, user_id: str, *, acquire_timeout_seconds: float, statement_timeout_ms: int = 5000
 ) -> AsyncIterator[asyncpg.Connection]:
     """Run the body in a transaction as `user_id`; commit on success, roll back on any error."""
     conn = await acquire_connection(pool, acquire_timeout_seconds)
     try:
-        await conn.execute(f"BEGIN; SELECT set_config('app.user_id', {sql_literal(user_id)}, true)")
+        await conn.execute(begin_as(user_id, statement_timeout_ms))
         try:
             yield conn
         except BaseException:
@@ -59,11 +72,7 @@ async def user_transaction(
         await pool.release(conn)
 
 
-async def enter_app_role(conn: asyncpg.Connection) -> None:
-    """Pool `init`: every statement of the service runs as the unprivileged role."""
-    await conn.execute(f"SET ROLE {APP_ROLE}")
-
-
 async def keep_session(conn: asyncpg.Connection) -> None:
-    """Pool `reset`: nothing to undo. Our only session state is the role set at connect; the user
-    id is transaction-local and asyncpg rolls back any open transaction before this runs."""
+    """Pool `reset`: nothing to undo, so no extra round trip on release. The service keeps no
+    session state (all of it is transaction-local), and asyncpg rolls back any transaction left
+    open before this runs."""

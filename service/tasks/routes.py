@@ -42,8 +42,12 @@ router = APIRouter(prefix="/api/{user_id}/tasks", tags=["tasks"], responses=prob
 def transaction(request: Request, user_id: str) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]:
     """The request's database transaction, as `user_id` (row-level security sees only their rows)."""
     resources = request.app.state.resources
+    settings = resources.settings
     return user_transaction(
-        resources.pool, user_id, acquire_timeout_seconds=resources.settings.db_pool_acquire_timeout_seconds
+        resources.pool,
+        user_id,
+        acquire_timeout_seconds=settings.db_pool_acquire_timeout_seconds,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
     )
 TaskId = Annotated[int, Path(ge=1, le=TASK_ID_MAX, description="The task's id")]
 IF_MATCH_PATTERN = r'^\s*(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)\s*$'
