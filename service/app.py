@@ -8,6 +8,7 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -33,6 +34,7 @@ from .tasks.routes import router as tasks_router
 log = logging.getLogger("service")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 
 @dataclass
@@ -207,6 +209,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             refresher = asyncio.create_task(jwks.run_refresher(), name="jwks-refresher")
             stack.push_async_callback(_cancel, refresher)
             log.info("serving; keys from %s", settings.jwks_url)
+            if urlsplit(settings.jwks_url).scheme == "http" and urlsplit(settings.jwks_url).hostname not in LOOPBACK:
+                log.warning("JWKS_URL is plain http: whoever can answer it can mint tokens; use https or a private network")
             yield
 
     app = FastAPI(
