@@ -21,8 +21,9 @@ from starlette.responses import Response
 
 from . import errors
 from .auth.dependencies import BearerAuthMiddleware
-from .auth.jwks import JWKSCache, fetch_jwks
+from .auth.jwks import JWKSCache
 from .auth.tokens import TokenVerifier
+from .auth.verifier import build_verifier
 from .db.embedded import DATABASE_NAME, EmbeddedPostgres, ensure_database, start_embedded_postgres
 from .db.migrate import apply_migrations
 from .db.pool import UNAVAILABLE_ERRORS, create_pool
@@ -176,35 +177,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             )
             stack.push_async_callback(http.aclose)
 
-            def fetch() -> Any:
-                return fetch_jwks(
-                    http,
-                    settings.jwks_url,
-                    timeout_seconds=settings.jwks_fetch_timeout_seconds,
-                    max_bytes=settings.jwks_max_bytes,
-                )
-
-            verifier_ref: list[TokenVerifier] = []
-            jwks = JWKSCache(
-                fetch,
-                min_refetch_interval_seconds=settings.jwks_min_refetch_interval_seconds,
-                refresh_interval_seconds=settings.jwks_refresh_interval_seconds,
-                max_staleness_seconds=settings.jwks_max_staleness_seconds,
-                clock_skew_seconds=settings.jwt_leeway_seconds,
-                clock=clock,
-                on_keys_removed=lambda kids: verifier_ref[0].forget_keys(kids),
-            )
-            verifier = TokenVerifier(
-                jwks,
-                algorithms=settings.jwt_algorithms,
-                issuer=settings.jwt_issuer,
-                audience=settings.jwt_audience,
-                leeway_seconds=settings.jwt_leeway_seconds,
-                max_token_bytes=settings.max_token_bytes,
-                token_cache_max_entries=settings.token_cache_max_entries,
-                clock=clock,
-            )
-            verifier_ref.append(verifier)
+            verifier = build_verifier(settings, http, clock=clock)
+            jwks = verifier.keys
             app.state.resources = Resources(settings=settings, pool=pool, http=http, jwks=jwks, verifier=verifier)
             refresher = asyncio.create_task(jwks.run_refresher(), name="jwks-refresher")
             stack.push_async_callback(_cancel, refresher)

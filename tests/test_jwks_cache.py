@@ -253,6 +253,18 @@ async def test_recovery_after_outage_is_logged_once_and_serves_new_keys(cache, h
     assert len([r for r in caplog.records if "recovered" in r.message]) == 1
 
 
+async def test_after_an_outage_a_new_kid_refetches_once_the_cooldown_has_passed(cache, host, issuer, clock):
+    host.route.mock(return_value=httpx.Response(500))
+    await clock.advance(REFRESH)
+    assert await cache.refresh() is None  # failing now; the refresher would retry much later
+    with pytest.raises(KeysUnavailableError):  # inside the cooldown: 503 at once
+        await cache.get_key("new-after-restart", clock())
+    host.route.mock(side_effect=issuer.jwks_response)  # the host is back with a new key set
+    new = issuer.rotate()
+    await clock.advance(INTERVAL)
+    assert (await cache.get_key(new.kid, clock())).kid == new.kid  # no wait for the refresher
+
+
 async def test_refresher_backs_off_after_failures(make_cache, host, clock):
     host.route.mock(return_value=httpx.Response(500))
     cache = make_cache()

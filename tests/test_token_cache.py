@@ -12,7 +12,7 @@ from service.errors import InvalidToken
 def make_verifier(cache, clock, issuer, entries: int = 100) -> TokenVerifier:
     verifier = TokenVerifier(cache, algorithms=("EdDSA",), issuer=issuer.issuer, audience=issuer.audience,
                              leeway_seconds=30, max_token_bytes=8192, token_cache_max_entries=entries, clock=clock)
-    cache._on_keys_removed = verifier.forget_keys
+    cache.on_keys_removed = verifier.forget_keys
     return verifier
 
 

@@ -13,9 +13,9 @@ import httpx
 
 from ..errors import InvalidToken, KeysUnavailable
 from ..settings import Settings
-from .jwks import JWKSCache, JWKSFetchError, fetch_jwks
-from .keys import ALG_KEY_TYPES, ImportedKeys
-from .tokens import TokenVerifier
+from .jwks import JWKSFetchError, fetch_jwks
+from .keys import ALG_KEY_TYPES
+from .verifier import build_verifier
 
 
 def key_verdict(key, allowed: tuple[str, ...]) -> str:
@@ -29,15 +29,11 @@ def key_verdict(key, allowed: tuple[str, ...]) -> str:
 async def inspect_jwks(settings: Settings, token: str | None, out: TextIO) -> int:
     """Print the report; exit status 0 when all is well (and the token verifies), else 1."""
     async with httpx.AsyncClient(follow_redirects=False) as client:
-
-        async def fetch() -> ImportedKeys:
-            return await fetch_jwks(
+        try:
+            imported = await fetch_jwks(
                 client, settings.jwks_url,
                 timeout_seconds=settings.jwks_fetch_timeout_seconds, max_bytes=settings.jwks_max_bytes,
             )
-
-        try:
-            imported = await fetch()
         except JWKSFetchError as exc:
             print(f"JWKS {settings.jwks_url}: cannot be used: {exc}", file=out)
             return 1
@@ -50,23 +46,8 @@ async def inspect_jwks(settings: Settings, token: str | None, out: TextIO) -> in
         if token is None:
             return 0
 
-        cache = JWKSCache(
-            fetch,
-            min_refetch_interval_seconds=0,
-            refresh_interval_seconds=settings.jwks_refresh_interval_seconds,
-            max_staleness_seconds=settings.jwks_max_staleness_seconds,
-            clock_skew_seconds=settings.jwt_leeway_seconds,
-        )
-        await cache.refresh()
-        verifier = TokenVerifier(
-            cache,
-            algorithms=settings.jwt_algorithms,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            leeway_seconds=settings.jwt_leeway_seconds,
-            max_token_bytes=settings.max_token_bytes,
-            token_cache_max_entries=0,
-        )
+        verifier = build_verifier(settings, client, token_cache_max_entries=0, min_refetch_interval_seconds=0)
+        await verifier.keys.refresh()
         try:
             principal = await verifier.verify_token(token.strip())
         except (InvalidToken, KeysUnavailable) as exc:

@@ -101,7 +101,7 @@ class JWKSCache:
         self.clock_skew = clock_skew_seconds
         self._clock = clock
         self._sleep = sleep
-        self._on_keys_removed = on_keys_removed
+        self.on_keys_removed = on_keys_removed
         self._current: KeySet | None = None
         self._flight: asyncio.Task[KeySet | None] | None = None
         self._flight_started_at = -math.inf
@@ -141,8 +141,14 @@ class JWKSCache:
             # Our set was fetched after this token was signed, so its key would be in it.
             self.stats.unknown_kid_rejections += 1
             raise UnknownKidError(kid)
-        if self._failing and self._flight is None and self._scheduled is None:
-            # The host is down and the refresher is already retrying: answer now, not after a wait.
+        if (
+            self._failing
+            and self._flight is None
+            and self._scheduled is None
+            and self._clock() < self._last_attempt + self.min_refetch_interval
+        ):
+            # The host failed moments ago: answer now rather than wait. Once a refetch is allowed
+            # again the request tries one (the host may be back, with a new key set).
             raise KeysUnavailableError(self.stats.last_error or "the JWKS host is failing")
         if self._flight is not None:
             # A fetch under way (at start-up, or a refresh) may already bring the key.
@@ -216,8 +222,8 @@ class JWKSCache:
         added = set(new.keys) - set(old.keys) if old is not None else set(new.keys)
         if added or removed:
             log.info("jwks keys changed: added %s, removed %s", sorted(added), sorted(removed))
-        if removed and self._on_keys_removed is not None:
-            self._on_keys_removed(removed)
+        if removed and self.on_keys_removed is not None:
+            self.on_keys_removed(removed)
         return new
 
     def _record_failure(self, exc: BaseException) -> None:

@@ -99,6 +99,10 @@ class TokenVerifier:
     def cache_size(self) -> int:
         return len(self._cache) if self._cache is not None else 0
 
+    @property
+    def keys(self) -> JWKSCache:
+        return self._keys
+
     def forget_keys(self, removed_kids: set[str]) -> None:
         """Drop cached verifications made with keys the issuer no longer publishes."""
         if self._cache is None:
