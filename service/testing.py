@@ -102,22 +102,22 @@ class FakeBetterAuth:
         return {"keys": [key.public_jwk() for key in self.keys]}
 
     def claims_for(self, user_id: str, *, name: str | None = None, email: str | None = None) -> dict[str, Any]:
-        """Better Auth's payload: the user object, then iat/iss/aud/exp/sub."""
+        """Better Auth's payload, in its order: iat, the user object (no `image` when the user has
+        none), then sub, exp, iss, aud (as observed from better-auth 1.7.25's /api/auth/token)."""
         now = int(self.clock())
         stamp = datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         return {
+            "iat": now,
             "name": name or f"User {user_id}",
             "email": email or f"{user_id.lower()}@example.com",
             "emailVerified": False,
-            "image": None,
             "createdAt": stamp,
             "updatedAt": stamp,
             "id": user_id,
-            "iat": now,
+            "sub": user_id,
+            "exp": now + TOKEN_LIFETIME_SECONDS,
             "iss": self.issuer,
             "aud": self.audience,
-            "exp": now + TOKEN_LIFETIME_SECONDS,
-            "sub": user_id,
         }
 
     def issue_token(
