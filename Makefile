@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run migrate test fuzz bench clean
+.PHONY: install run migrate test fuzz bench dev clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=...)")'
@@ -30,6 +30,9 @@ fuzz: install  ## a long schemathesis run (FUZZ_EXAMPLES cases per operation, ra
 
 bench: install  ## throughput/latency against in-run ceilings; results in .bench/
 	$(PY) -m bench $(BENCH_ARGS)
+
+dev: install  ## real Better Auth (tests/interop/issuer) on :3000 + the service on :8000; prints a curl with a fresh token
+	$(PY) deploy/dev.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

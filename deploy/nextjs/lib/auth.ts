@@ -1,0 +1,55 @@
+// Better Auth on the Next.js server (better-auth 1.7.25), with the jwt() plugin the tasks service
+// relies on. Served by app/api/auth/[...all]/route.ts:
+//   import { toNextJsHandler } from "better-auth/next-js";
+//   export const { GET, POST } = toNextJsHandler(auth);
+//
+// Why the tasks service needs no shared secret: jwt() signs with an asymmetric private key
+// (EdDSA by default) kept in this app's `jwks` table, and publishes the public halves at
+// GET {BETTER_AUTH_URL}/api/auth/jwks. The service fetches that JWKS and verifies every token
+// offline. BETTER_AUTH_SECRET (read from the environment) signs this app's cookies and encrypts
+// the private keys at rest; it never leaves this app. Whoever can answer the JWKS URL can mint
+// tokens, so the service must reach it over HTTPS or a private network.
+
+import { betterAuth } from "better-auth";
+import { jwt } from "better-auth/plugins";
+import { Pool } from "pg";
+
+const DAY_SECONDS = 24 * 60 * 60;
+
+export const auth = betterAuth({
+  // The public origin of this app. Better Auth puts it in every JWT's `iss` and `aud`, and the
+  // service expects exactly that: its BETTER_AUTH_URL must be the same origin (or set
+  // JWT_ISSUER / JWT_AUDIENCE there). Defaults to the BETTER_AUTH_URL environment variable.
+  baseURL: process.env.BETTER_AUTH_URL,
+  // A persistent database: the signing keys live in its `jwks` table (create it with
+  // `npx @better-auth/cli migrate`). With the memory adapter every restart makes a new key, and
+  // tokens signed before it stop working once the service refreshes its key set.
+  database: new Pool({ connectionString: process.env.DATABASE_URL }),
+  emailAndPassword: { enabled: true },
+  plugins: [
+    jwt({
+      jwks: {
+        // Must be in the service's JWT_ALGORITHMS (by default EdDSA, ES256, ES512, RS256, PS256).
+        // HS256 does not exist here: the plugin has no shared-secret mode.
+        keyPairConfig: { alg: "EdDSA" },
+        // Optional rotation: a new key is made when the first token is signed after this interval.
+        // Nothing is announced in advance; the service refetches the JWKS when it meets an
+        // unknown `kid`, so rotation needs no coordination.
+        rotationInterval: 30 * DAY_SECONDS,
+        // How long a rotated-out key stays published. Keep it well above the token lifetime, or
+        // tokens signed just before a rotation are refused before they expire.
+        gracePeriod: 30 * DAY_SECONDS,
+      },
+      jwt: {
+        // Tokens cannot be revoked (the service checks signature and claims, not sessions), so
+        // keep them short: signing out stops new tokens, not ones already handed out.
+        // lib/tasks-api.ts refreshes shortly before `exp`.
+        expirationTime: "15m",
+        // issuer / audience default to baseURL; if you change them, set JWT_ISSUER /
+        // JWT_AUDIENCE on the service to match.
+      },
+    }),
+  ],
+});
+
+export type Session = typeof auth.$Infer.Session;

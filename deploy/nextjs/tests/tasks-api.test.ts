@@ -1,0 +1,109 @@
+// lib/tasks-api.ts against the real tasks service, with tokens from the real Better Auth through
+// the real client plugin (`authClient.token()` via lib/auth-client.ts's fetchJwt).
+
+import assert from "node:assert/strict";
+import { before, describe, test } from "node:test";
+
+import { fetchJwt } from "../lib/auth-client";
+import { createTasksApi, TasksApiError } from "../lib/tasks-api";
+import {
+  authClientFor, bearerOf, claims, manualClock, recordingFetch, SERVICE_URL, signUp, sleep, TOKEN_LIFETIME_SECONDS, type User,
+} from "./support";
+
+const MARGIN_SECONDS = 1;
+
+/** An API client for `user` whose token calls (to Better Auth) and service calls are recorded. */
+function apiFor(user: User, clock = manualClock(), fetchToken?: () => Promise<string>) {
+  const issuer = recordingFetch();
+  const service = recordingFetch();
+  const client = authClientFor(user, issuer.fetch);
+  const api = createTasksApi({
+    baseUrl: SERVICE_URL,
+    fetchToken: fetchToken ?? (() => fetchJwt(client)),
+    fetch: service.fetch,
+    now: clock.now,
+    refreshMarginSeconds: MARGIN_SECONDS,
+  });
+  const tokenCalls = () => issuer.calls.filter((c) => c.url.pathname === "/api/auth/token").length;
+  return { api, clock, tokenCalls, serviceCalls: service.calls };
+}
+
+async function rejectsWith(promise: Promise<unknown>, status: number, code: string): Promise<TasksApiError> {
+  const error = await promise.then(() => assert.fail(`expected ${status} ${code}`), (e: unknown) => e);
+  assert.ok(error instanceof TasksApiError, `not a TasksApiError: ${error}`);
+  assert.equal(error.status, status, error.message);
+  assert.equal(error.code, code);
+  return error;
+}
+
+describe("the tasks API client", () => {
+  let alice: User;
+  before(async () => {
+    alice = await signUp("Alice");
+  });
+
+  test("one /api/auth/token call serves many requests, concurrent first calls included", async () => {
+    const { api, tokenCalls, serviceCalls } = apiFor(alice);
+    await Promise.all([api.list(), api.list(), api.list()]);
+    const created = await api.create({ title: "Buy milk", description: "2 L" }, { idempotencyKey: crypto.randomUUID() });
+    const fetched = await api.get(created.task.id);
+    assert.deepEqual(fetched, created);
+    const updated = await api.update(created.task.id, { title: "Buy oat milk" }, { ifMatch: fetched.etag });
+    const toggled = await api.toggleComplete(created.task.id, { ifMatch: updated.etag });
+    assert.equal(toggled.task.completed, true);
+    assert.deepEqual((await api.list({ status: "completed" })).tasks.map((t) => t.id), [created.task.id]);
+    await api.remove(created.task.id, { ifMatch: toggled.etag });
+
+    assert.equal(tokenCalls(), 1);
+    assert.equal(serviceCalls.length, 9);
+    const tokens = new Set(serviceCalls.map(bearerOf));
+    assert.equal(tokens.size, 1, "every call carried the same Bearer token");
+    assert.equal(claims([...tokens][0]).sub, alice.id);
+    for (const call of serviceCalls) {
+      assert.ok(call.url.pathname.startsWith(`/api/${alice.id}/tasks`), call.url.pathname);
+      assert.ok(call.status < 400, `${call.method} ${call.url.pathname} -> ${call.status}`);
+    }
+  });
+
+  test("the token is refreshed shortly before exp, by the injected clock", async () => {
+    const { api, clock, tokenCalls, serviceCalls } = apiFor(alice);
+    await api.list();
+    const { iat, exp } = claims(bearerOf(serviceCalls[0]));
+    assert.equal(exp! - iat!, TOKEN_LIFETIME_SECONDS); // the issuer's short jwt.expirationTime
+    clock.set((exp! - MARGIN_SECONDS) * 1000 - 1);
+    await api.list();
+    assert.equal(tokenCalls(), 1, "still outside the refresh margin");
+    clock.set((exp! - MARGIN_SECONDS) * 1000);
+    await api.list();
+    assert.equal(tokenCalls(), 2, "inside the margin: a new token");
+  });
+
+  test("a 401 is retried once with a fresh token; a second 401 is thrown", async () => {
+    // The clock never moves, so the cache believes its token is fresh; the service (no leeway
+    // here) refuses it once it has really expired, as with a client clock running late.
+    const { api, tokenCalls, serviceCalls } = apiFor(alice);
+    await api.list();
+    const stale = bearerOf(serviceCalls[0]);
+    await sleep(claims(stale).exp! * 1000 - Date.now() + 50);
+
+    await api.list();
+    assert.deepEqual(serviceCalls.map((c) => c.status), [200, 401, 200]);
+    assert.equal(tokenCalls(), 2);
+    assert.notEqual(bearerOf(serviceCalls[2]), stale);
+
+    const stuck = apiFor(alice, manualClock(), async () => stale); // a source that only has the expired token
+    await rejectsWith(stuck.api.list(), 401, "invalid_token");
+    assert.deepEqual(stuck.serviceCalls.map((c) => c.status), [401, 401], "exactly one retry");
+  });
+
+  test("problem details become TasksApiError with the service's status and code", async () => {
+    const { api } = apiFor(alice);
+    await rejectsWith(api.get(987654321), 404, "task_not_found");
+    const { task, etag } = await api.create({ title: "Paint the fence" });
+    await api.update(task.id, { description: "white" }, { ifMatch: etag });
+    const body = { title: "Paint it black", description: "", completed: false };
+    await rejectsWith(api.replace(task.id, body, { ifMatch: etag }), 412, "precondition_failed");
+    const invalid = await rejectsWith(api.create({ title: "" }), 422, "validation_failed");
+    assert.ok(JSON.stringify(invalid.errors).includes("title"), JSON.stringify(invalid.errors));
+  });
+});
