@@ -29,7 +29,7 @@ fuzz: install  ## a long schemathesis run (FUZZ_EXAMPLES cases per operation, ra
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-5000} FUZZ_RANDOM=1 $(PY) -m pytest tests/test_fuzz.py -p no:timeout $(PYTEST_ARGS)
 
 bench: install  ## throughput/latency against in-run ceilings; results in .bench/
-	$(PY) -m bench $(BENCH_ARGS)
+	cd tests && $(abspath $(PY)) -m bench $(BENCH_ARGS)
 
 dev: install  ## real Better Auth (tests/interop/issuer) on :3000 + the service on :8000; prints a curl with a fresh token
 	$(PY) deploy/dev.py

@@ -1,0 +1,159 @@
+"""The printed table and the JSON record. Figures are reported against issue 6's targets, never
+asserted: this is a measurement, not a test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+# Issue 6's targets, for the "where we land" lines (informative only).
+LIST_VS_HEALTHZ_TARGET = 0.6
+LIST_P99_TARGET_MS = 25.0
+MIXED_P99_TARGET_MS = 40.0
+MISS_OVER_RAW_TARGET = 1.5
+HIT_OVER_MISS_TARGET = 0.05
+TARGET_CONNECTIONS = 64
+
+
+_VARIANT_NAMES = {"rls": "db: list (RLS txn)", "superuser-txn": "db: list (su txn)", "plain": "db: list (plain)"}
+
+
+def _ms(us: float | None) -> str:
+    return "-" if us is None else f"{us / 1000:.2f}"
+
+
+def _us(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def add_ratios(http: list[dict[str, Any]], floors: list[dict[str, Any]]) -> None:
+    """Each HTTP row as a ratio to /healthz at the same connections, and the list to the DB floor."""
+    healthz = {row["connections"]: row["rps"] for row in http if row["workload"] == "healthz"}
+    db = {row["connections"]: row["tps"] for row in floors if row["variant"] == "rls"}
+    for row in http:
+        ceiling = healthz.get(row["connections"])
+        row["ratio_to_healthz"] = round(row["rps"] / ceiling, 3) if ceiling else None
+        floor = db.get(row["connections"]) if row["workload"] == "list" else None
+        row["ratio_to_db_floor"] = round(row["rps"] / floor, 3) if floor else None
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
+def rls_cost(floors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by = {(row["variant"], row["connections"]): row for row in floors}
+    rows = []
+    for (variant, connections), rls in sorted(by.items(), key=lambda item: item[0][1]):
+        plain = by.get(("plain", connections))
+        if variant != "rls" or plain is None or not rls["tps"]:
+            continue
+        txn = by.get(("superuser-txn", connections))
+        rows.append({
+            "connections": connections,
+            "plain_tps": plain["tps"],
+            "superuser_txn_tps": txn["tps"] if txn else None,
+            "rls_tps": rls["tps"],
+            "plain_over_rls": round(plain["tps"] / rls["tps"], 2),
+            "superuser_txn_over_rls": round(txn["tps"] / rls["tps"], 2) if txn and rls["tps"] else None,
+            "plain_p50_us": plain["latency_us"].get("p50"),
+            "rls_p50_us": rls["latency_us"].get("p50"),
+            # PostgreSQL CPU per transaction: steadier than tps on a shared machine.
+            "rls_over_plain_pg_cpu": _div(rls.get("postgres_cpu_us_per_request"), plain.get("postgres_cpu_us_per_request")),
+            "rls_over_superuser_txn_pg_cpu": _div(rls.get("postgres_cpu_us_per_request"), txn.get("postgres_cpu_us_per_request") if txn else None),
+        })  # fmt: skip
+    return rows
+
+
+def format_tables(record: dict[str, Any]) -> str:
+    lines = []
+    header = (f"{'workload':<22}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'÷healthz':>10}{'÷db floor':>11}"
+              f"{'svc µs/req':>12}{'pg µs/req':>11}")
+    lines += [header, "-" * len(header)]
+    for row in record["http"]:
+        lat = row["latency_us"]
+        lines.append(
+            f"{row['workload']:<22}{row['connections']:>6}{row['rps']:>10.0f}{_ms(lat.get('p50')):>9}{_ms(lat.get('p99')):>9}"
+            f"{row['errors_total']:>8}{_ratio(row.get('ratio_to_healthz')):>10}{_ratio(row.get('ratio_to_db_floor')):>11}"
+            f"{_us(row.get('service_cpu_us_per_request')):>12}{_us(row.get('postgres_cpu_us_per_request')):>11}"
+        )
+    for row in sorted(record["db_floor"], key=lambda r: (list(_VARIANT_NAMES).index(r["variant"]), r["connections"])):
+        lat = row["latency_us"]
+        name = _VARIANT_NAMES[row["variant"]]
+        lines.append(
+            f"{name:<22}{row['connections']:>6}{row['tps']:>10.0f}{_ms(lat.get('p50')):>9}{_ms(lat.get('p99')):>9}"
+            f"{row['failed']:>8}{'-':>10}{'-':>11}{'-':>12}{_us(row.get('postgres_cpu_us_per_request')):>11}"
+        )
+    if record.get("rls_cost"):
+        lines += ["", "RLS cost at the database: tps (plain/RLS = all row-level security costs as the service does it,",
+                  "su-txn/RLS = the policy alone) and PostgreSQL CPU per transaction (RLS/plain, RLS/su-txn):"]
+        for row in record["rls_cost"]:
+            lines.append(
+                f"  -c {row['connections']:<3} tps: plain {row['plain_tps']:>7.0f}  su txn {row['superuser_txn_tps'] or 0:>7.0f}"
+                f"  RLS txn {row['rls_tps']:>7.0f}  plain/RLS {row['plain_over_rls']:.2f}  su-txn/RLS {_ratio(row['superuser_txn_over_rls'])}"
+                f"   pg CPU: RLS/plain {_ratio(row['rls_over_plain_pg_cpu'])}  RLS/su-txn {_ratio(row['rls_over_superuser_txn_pg_cpu'])}"
+            )
+    if record.get("verifier"):
+        lines += ["", f"{'verifier (µs/call)':<20}{'miss':>9}{'joserfc':>9}{'raw':>9}{'hit':>8}{'miss/raw':>10}{'hit/miss':>10}"]
+        for alg, row in record["verifier"].items():
+            lines.append(
+                f"{alg:<20}{row['miss_us']:>9.1f}{row['joserfc_us']:>9.1f}{row['raw_us']:>9.1f}{row['hit_us']:>8.2f}"
+                f"{row['miss_over_raw']:>10.2f}{row['hit_over_miss']:>10.3f}"
+            )
+    targets = record.get("targets") or []
+    if targets:
+        lines += ["", "issue 6 targets (reported, not asserted):"]
+        lines += [f"  [{'met' if t['met'] else 'NOT met'}] {t['target']}: {t['value']}" for t in targets]
+    return "\n".join(lines)
+
+
+def evaluate_targets(record: dict[str, Any]) -> list[dict[str, Any]]:
+    results = []
+
+    def add(target: str, value: str, met: bool) -> None:
+        results.append({"target": target, "value": value, "met": met})
+
+    rows = {(r["workload"], r["connections"]): r for r in record["http"]}
+    listing = rows.get(("list", TARGET_CONNECTIONS))
+    if listing:
+        ratio = listing.get("ratio_to_healthz")
+        if ratio is not None:
+            add(f"list at {TARGET_CONNECTIONS} conns >= {LIST_VS_HEALTHZ_TARGET} x /healthz", f"{ratio:.2f}", ratio >= LIST_VS_HEALTHZ_TARGET)
+        p99 = listing["latency_us"]["p99"] / 1000
+        add(f"list at {TARGET_CONNECTIONS} conns p99 <= {LIST_P99_TARGET_MS:g} ms", f"{p99:.1f} ms", p99 <= LIST_P99_TARGET_MS)
+        add(f"list at {TARGET_CONNECTIONS} conns: zero errors", str(listing["errors_total"]), listing["errors_total"] == 0)
+    mixed = rows.get(("mixed", TARGET_CONNECTIONS))
+    if mixed:
+        p99 = mixed["latency_us"]["p99"] / 1000
+        add(f"mixed at {TARGET_CONNECTIONS} conns: zero errors", str(mixed["errors_total"]), mixed["errors_total"] == 0)
+        add(f"mixed at {TARGET_CONNECTIONS} conns p99 <= {MIXED_P99_TARGET_MS:g} ms", f"{p99:.1f} ms", p99 <= MIXED_P99_TARGET_MS)
+    for alg, row in (record.get("verifier") or {}).items():
+        add(f"{alg} miss <= {MISS_OVER_RAW_TARGET} x raw", f"{row['miss_over_raw']:.2f}", row["miss_over_raw"] <= MISS_OVER_RAW_TARGET)
+        add(f"{alg} hit <= {HIT_OVER_MISS_TARGET:.0%} of miss", f"{row['hit_over_miss']:.1%}", row["hit_over_miss"] <= HIT_OVER_MISS_TARGET)
+    return results
+
+
+def format_profile(profile: dict[str, Any], top: int = 15) -> str:
+    lines = [
+        f"profile of one worker, {profile['workload']} at {profile['connections']} conns ({profile['samples']} samples "
+        f"holding the GIL, {profile.get('other_threads_percent', 0):.1f}% of them in threads other than the event loop's):"
+    ]
+    lines.append("  own time:")
+    lines += [f"    {row['percent']:5.1f}%  {row['function']}" for row in profile["own"][:top]]
+    lines.append("  inclusive (below the server and outer middleware frames):")
+    lines += [f"    {row['percent']:5.1f}%  {row['function']}" for row in profile["inclusive"][:top]]
+    lines.append("  inclusive, the service's own functions:")
+    lines += [f"    {row['percent']:5.1f}%  {row['function']}" for row in profile.get("service_inclusive", [])[:top]]
+    return "\n".join(lines)
+
+
+def write_json(record: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    tmp.replace(path)
