@@ -20,7 +20,8 @@ PROTECTED_PREFIX = "/api/"
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1
 USER_ID_MAX_CHARS = 255
 
-# Documents the scheme in OpenAPI; the middleware does the real work.
+# Documents the scheme in OpenAPI; the middleware does the real work. (The dependencies below are
+# `async def` on purpose: FastAPI runs plain `def` ones in a thread pool, two hand-offs a request.)
 bearer_scheme = HTTPBearer(auto_error=False, description="A JWT from Better Auth's /api/auth/token")
 
 Send = Callable[[dict], Awaitable[None]]
@@ -68,14 +69,14 @@ class BearerAuthMiddleware:
         await self.app(scope, receive, send)
 
 
-def current_principal(request: Request, _: Annotated[object, Depends(bearer_scheme)]) -> Principal:
+async def current_principal(request: Request, _: Annotated[object, Depends(bearer_scheme)]) -> Principal:
     principal = request.scope.get("state", {}).get("principal")
     if principal is None:  # only reachable if a route were mounted outside /api/
         raise MissingToken()
     return principal
 
 
-def owner(
+async def owner(
     user_id: Annotated[str, Path(min_length=1, max_length=USER_ID_MAX_CHARS, description="Better Auth user id")],
     principal: Annotated[Principal, Depends(current_principal)],
 ) -> str:
