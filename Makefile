@@ -23,6 +23,7 @@ migrate: install  ## apply database migrations and exit
 	$(PY) -m service migrate
 
 test: install  ## the whole suite, against a real PostgreSQL
+	bash tests/support/system-packages.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 fuzz: install  ## a long schemathesis run (FUZZ_EXAMPLES cases per operation, random seed)

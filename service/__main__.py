@@ -18,10 +18,11 @@ from .settings import Settings, SettingsError, load_settings
 async def migrate(settings: Settings) -> list[str]:
     from .app import open_database
     from .db.migrate import apply_migrations
+    from .db.pool import connect
 
     async with contextlib.AsyncExitStack() as stack:
         dsn = await open_database(settings, stack)
-        conn = await asyncpg.connect(dsn)
+        conn = await connect(dsn, settings)
         try:
             return await apply_migrations(conn)
         finally:

@@ -27,7 +27,7 @@ from .auth.tokens import TokenVerifier
 from .auth.verifier import build_verifier
 from .db.embedded import DATABASE_NAME, EmbeddedPostgres, ensure_database, start_embedded_postgres
 from .db.migrate import apply_migrations
-from .db.pool import UNAVAILABLE_ERRORS, create_pool
+from .db.pool import UNAVAILABLE_ERRORS, connect, create_pool
 from .health import router as health_router
 from .observability import ObservabilityMiddleware, RequestMetrics, configure_logging, parse_networks
 from .settings import Settings
@@ -168,7 +168,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             dsn = await open_database(settings, stack)
-            conn = await asyncpg.connect(dsn)
+            conn = await connect(dsn, settings)
             try:
                 await apply_migrations(conn)
             finally:

@@ -103,7 +103,10 @@ StartApp = Callable[..., contextlib.AbstractAsyncContextManager[httpx.AsyncClien
 @pytest.fixture
 def start_app(database_url: str, issuer: FakeBetterAuth, jwks_router: respx.Router) -> StartApp:
     """start_app(**settings_overrides) -> async context manager yielding a client."""
-    return lambda **overrides: running_app(test_settings(database_url, issuer, **overrides))
+    def start(**overrides):
+        return running_app(test_settings(overrides.pop("database_url", database_url), issuer, **overrides))
+
+    return start
 
 
 @pytest.fixture

@@ -1,8 +1,11 @@
 """Applying `migrations/NNNN_*.sql` in order, once each, safely from several replicas at once.
 
-A session-level advisory lock serialises concurrent starts; each file runs in its own
-transaction together with its row in `schema_migrations`, so a failed file leaves no trace. The
-file's sha256 is recorded: editing an applied migration stops start-up instead of drifting.
+Each file runs in its own transaction together with its row in `schema_migrations`, so a failed
+file leaves no trace. That transaction first takes a transaction-level advisory lock and re-reads
+`schema_migrations`: concurrent starts apply each file exactly once, and the lock is released by
+the COMMIT on the same server connection, also behind a pooler in transaction mode (a session
+lock's unlock could land on another server connection there). The file's sha256 is recorded:
+editing an applied migration stops start-up instead of drifting.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ log = logging.getLogger("service.db.migrate")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 ADVISORY_LOCK_ID = 0x7A5C_0001  # arbitrary, constant: "tasks service migrations"
+LOCK_TIMEOUT_SECONDS = 120  # another replica's migration taking longer than this stops our start-up
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
@@ -48,30 +52,31 @@ def find_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 async def apply_migrations(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply what is missing; return the versions applied by this call."""
     migrations = find_migrations(directory)
-    applied_now: list[str] = []
-    await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_ID)
-    try:
+    async with conn.transaction():
+        await _lock(conn)
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version text PRIMARY KEY, sha256 text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        done = {r["version"]: r["sha256"] for r in await conn.fetch("SELECT version, sha256 FROM schema_migrations")}
-        for migration in migrations:
-            if migration.version in done:
-                if done[migration.version] != migration.sha256:
+    applied_now: list[str] = []
+    for migration in migrations:
+        async with conn.transaction():
+            await _lock(conn)
+            recorded = await conn.fetchval("SELECT sha256 FROM schema_migrations WHERE version = $1", migration.version)
+            if recorded is not None:
+                if recorded != migration.sha256:
                     raise MigrationError(f"{migration.path.name} changed after it was applied; add a new migration instead")
                 continue
-            async with conn.transaction():
-                await conn.execute(migration.path.read_text(encoding="utf-8"))
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, sha256) VALUES ($1, $2)", migration.version, migration.sha256
-                )
-            log.info("applied migration %s", migration.version)
-            applied_now.append(migration.version)
-    finally:
-        if not conn.is_closed():
-            try:
-                await conn.execute("SELECT pg_advisory_unlock($1)", ADVISORY_LOCK_ID)
-            except (asyncpg.PostgresError, OSError):
-                pass  # the session's end releases the lock anyway; keep the original error
+            await conn.execute(migration.path.read_text(encoding="utf-8"))
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, sha256) VALUES ($1, $2)", migration.version, migration.sha256
+            )
+        log.info("applied migration %s", migration.version)
+        applied_now.append(migration.version)
     return applied_now
+
+
+async def _lock(conn: asyncpg.Connection) -> None:
+    """Wait (bounded) for any other replica's migration transaction to end."""
+    await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_SECONDS}s'")
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", ADVISORY_LOCK_ID)

@@ -41,6 +41,16 @@ async def create_pool(dsn: str, settings: Settings) -> asyncpg.Pool:
     )
 
 
+async def connect(dsn: str, settings: Settings) -> asyncpg.Connection:
+    """A single connection (migrations), with the same pooler-safe options as the pool."""
+    return await asyncpg.connect(
+        dsn,
+        timeout=CONNECT_TIMEOUT_SECONDS,
+        statement_cache_size=settings.db_statement_cache_size,
+        server_settings={"application_name": "tasks-service-migrate"},
+    )
+
+
 def as_unavailable(exc: BaseException) -> DatabaseUnavailable | None:
     """The 503 to answer for `exc`, or None when it is not an availability problem."""
     if isinstance(exc, UNAVAILABLE_ERRORS):

@@ -1,0 +1,1 @@
+"""Helpers for tests that run real outside programs (pgbouncer, several service processes)."""

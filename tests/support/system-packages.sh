@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Debian packages the test suite needs that pip cannot provide: pgbouncer (tests/test_pgbouncer.py,
+# tests/test_database_tls.py). Idempotent; run by `make test`.
+set -euo pipefail
+need=()
+[ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || need+=(pgbouncer)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+    echo "missing Debian packages: ${need[*]} (run: sudo apt-get install -y ${need[*]})" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get install -y --no-install-recommends "${need[@]}" >/dev/null \
+    || { apt-get update >/dev/null && apt-get install -y --no-install-recommends "${need[@]}" >/dev/null; }

@@ -1,0 +1,250 @@
+"""Scale-out: three service processes (`python -m service run`, as in production) against one
+database, with concurrent traffic spread across them. The service keeps no state of its own
+besides caches, so they must agree: one task per Idempotency-Key, one winner per If-Match, no
+lost update, the same lists everywhere.
+
+The processes share the session's test database (DATABASE_URL) and a real JWKS host on
+127.0.0.1; each has its own pool and key cache. They are started once for the module (at the
+same time, so their migrations race under the advisory lock) and always stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+from support.jwks_host import serving_jwks
+from support.pgbouncer import free_port
+
+from service.settings import REPO_ROOT
+from service.testing import FakeBetterAuth
+
+PROCESSES = 3
+START_DEADLINE_SECONDS = 60.0
+STOP_DEADLINE_SECONDS = 20.0
+REQUEST_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass
+class Replica:
+    process: subprocess.Popen
+    url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def replica_env(database_url: str, better_auth_url: str, port: int) -> dict[str, str]:
+    env = dict(os.environ)
+    # Empty values also mask a developer's .env: defaults derived from BETTER_AUTH_URL.
+    env.update(JWKS_URL="", JWT_ISSUER="", JWT_AUDIENCE="", EMBEDDED_PG_DATA_DIR="")
+    env.update(
+        DATABASE_URL=database_url,
+        BETTER_AUTH_URL=better_auth_url,
+        HOST="127.0.0.1",
+        PORT=str(port),
+        WORKERS="1",
+        DB_POOL_MIN_SIZE="1",
+        DB_POOL_MAX_SIZE="5",
+        ACCESS_LOG="false",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def stop_replicas(replicas: list[Replica]) -> None:
+    """SIGTERM to all at once (graceful shutdown), then wait; kill what is left at the deadline."""
+    for replica in replicas:
+        if replica.process.poll() is None:
+            replica.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_DEADLINE_SECONDS
+    for replica in replicas:
+        try:
+            replica.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            replica.process.kill()
+            replica.process.wait(timeout=10)
+
+
+def wait_ready(replicas: list[Replica]) -> None:
+    deadline = time.monotonic() + START_DEADLINE_SECONDS
+    pending = list(replicas)
+    with httpx.Client(timeout=1.0) as http:
+        while pending:
+            for replica in list(pending):
+                if replica.process.poll() is not None:
+                    pytest.fail(f"replica {replica.url} exited with {replica.process.returncode}:\n{replica.log()}", pytrace=False)
+                with contextlib.suppress(httpx.TransportError):
+                    if http.get(f"{replica.url}/readyz").status_code == 200:
+                        pending.remove(replica)
+            if pending and time.monotonic() > deadline:
+                logs = "\n".join(f"--- {r.url} ---\n{r.log()}" for r in pending)
+                pytest.fail(f"not ready within {START_DEADLINE_SECONDS:g} s:\n{logs}", pytrace=False)
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def running_replicas(database_url: str, better_auth_url: str, log_dir: Path) -> Iterator[list[Replica]]:
+    """PROCESSES service processes started at once (so their migrations race, under the lock),
+    all ready; always stopped (SIGTERM, then kill) on the way out."""
+    replicas: list[Replica] = []
+    try:
+        for n in range(PROCESSES):
+            port = free_port()
+            log_path = log_dir / f"replica-{n}.log"
+            with open(log_path, "wb") as log_file:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "service", "run"], cwd=REPO_ROOT,
+                    env=replica_env(database_url, better_auth_url, port),
+                    stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                )  # fmt: skip
+            replicas.append(Replica(process, f"http://127.0.0.1:{port}", log_path))
+        wait_ready(replicas)
+        yield replicas
+    finally:
+        stop_replicas(replicas)
+
+
+@pytest.fixture(scope="module")
+def jwks_server() -> Iterator[FakeBetterAuth]:
+    with serving_jwks() as issuer:
+        yield issuer
+
+
+@pytest.fixture(scope="module")
+async def replicas(database_url: str, jwks_server: FakeBetterAuth, tmp_path_factory):
+    manager = running_replicas(database_url, jwks_server.base_url, tmp_path_factory.mktemp("replicas"))
+    started = await asyncio.to_thread(manager.__enter__)
+    clients = [httpx.AsyncClient(base_url=r.url, timeout=REQUEST_TIMEOUT_SECONDS) for r in started]
+    try:
+        yield clients
+    finally:
+        for client in clients:
+            await client.aclose()
+        await asyncio.to_thread(manager.__exit__, None, None, None)
+        assert [r.process.returncode for r in started] == [0] * PROCESSES, "\n".join(r.log()[-2000:] for r in started)
+
+
+def token_headers(issuer: FakeBetterAuth, user_id: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issuer.issue_token(user_id)}"}
+
+
+@pytest.fixture
+def user(jwks_server: FakeBetterAuth) -> tuple[str, dict[str, str]]:
+    user_id = f"user_{secrets.token_hex(8)}"
+    return user_id, token_headers(jwks_server, user_id)
+
+
+async def test_the_same_idempotency_key_on_every_replica_creates_one_task(replicas, user):
+    user_id, auth = user
+    path = f"/api/{user_id}/tasks"
+    for round_number in range(5):
+        key = f"key-{round_number}-{secrets.token_hex(4)}"
+        body = {"title": f"once {round_number}"}
+        headers = {**auth, "Idempotency-Key": key}
+        responses = await asyncio.gather(
+            *(client.post(path, json=body, headers=headers) for client in replicas for _ in range(4))
+        )
+        assert [r.status_code for r in responses] == [201] * len(responses), [r.text for r in responses]
+        assert len({r.json()["id"] for r in responses}) == 1
+        assert len({r.headers["location"] for r in responses}) == 1
+        replayed = [r.headers.get("idempotent-replayed") for r in responses]
+        assert replayed.count(None) == 1 and replayed.count("true") == len(responses) - 1, replayed
+
+    listed = (await replicas[0].get(f"{path}?limit=500", headers=auth)).json()
+    assert sorted(t["title"] for t in listed) == sorted(f"once {n}" for n in range(5))
+
+
+async def test_concurrent_puts_with_one_if_match_have_exactly_one_winner(replicas, user):
+    user_id, auth = user
+    path = f"/api/{user_id}/tasks"
+    created = await replicas[0].post(path, json={"title": "contended"}, headers=auth)
+    assert created.status_code == 201, created.text
+    task_url = f"{path}/{created.json()['id']}"
+    etag = created.headers["etag"]
+    for round_number in range(5):
+        bodies = [
+            {"title": f"round {round_number} writer {n}", "description": f"from replica {n % PROCESSES}", "completed": n % 2 == 0}
+            for n in range(3 * PROCESSES)
+        ]
+        responses = await asyncio.gather(
+            *(replicas[n % PROCESSES].put(task_url, json=body, headers={**auth, "If-Match": etag}) for n, body in enumerate(bodies))
+        )
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses == [200] + [412] * (len(bodies) - 1), [(r.status_code, r.text) for r in responses]
+        winner = next(r for r in responses if r.status_code == 200)
+        assert all(r.json()["code"] == "precondition_failed" for r in responses if r.status_code == 412)
+        # No lost update: every replica now serves exactly the winner's write, at the next version.
+        for client in replicas:
+            current = await client.get(task_url, headers=auth)
+            assert current.status_code == 200
+            assert current.json() == winner.json()
+            assert current.headers["etag"] == winner.headers["etag"] != etag
+        etag = winner.headers["etag"]
+    assert etag == f'"{created.json()["id"]}-6"'  # one version per round: 1 + 5
+
+
+async def test_concurrent_unconditional_writes_on_every_replica_lose_nothing(replicas, user):
+    """Each write is one statement (`UPDATE … version = version + 1`): 30 toggles spread over the
+    processes are 30 versions, and the final state is the parity of the count."""
+    user_id, auth = user
+    path = f"/api/{user_id}/tasks"
+    created = await replicas[1].post(path, json={"title": "toggled"}, headers=auth)
+    task_url = f"{path}/{created.json()['id']}"
+    toggles = 31
+    responses = await asyncio.gather(
+        *(replicas[n % PROCESSES].patch(f"{task_url}/complete", headers=auth) for n in range(toggles))
+    )
+    assert [r.status_code for r in responses] == [200] * toggles
+    versions = sorted(int(r.headers["etag"].strip('"').split("-")[1]) for r in responses)
+    assert versions == list(range(2, toggles + 2))  # every toggle saw the one before it
+    final = await replicas[2].get(task_url, headers=auth)
+    assert final.json()["completed"] is True and final.headers["etag"].endswith(f'-{toggles + 1}"')
+
+
+async def test_every_replica_lists_the_same_tasks_after_mixed_concurrent_traffic(replicas, user, jwks_server):
+    user_id, auth = user
+    other_id = f"user_{secrets.token_hex(8)}"
+    other_auth = token_headers(jwks_server, other_id)
+    path = f"/api/{user_id}/tasks"
+    creates = await asyncio.gather(
+        *(replicas[n % PROCESSES].post(path, json={"title": f"task {n:02d}"}, headers=auth) for n in range(30)),
+        *(replicas[n % PROCESSES].post(f"/api/{other_id}/tasks", json={"title": "not yours"}, headers=other_auth) for n in range(6)),
+    )
+    assert all(r.status_code == 201 for r in creates), [r.text for r in creates if r.status_code != 201]
+    mine = [r.json() for r in creates[:30]]
+    writes = []
+    for n, task in enumerate(mine):
+        client = replicas[(n + 1) % PROCESSES]  # not the replica that created it
+        if n % 3 == 0:
+            writes.append(client.delete(f"{path}/{task['id']}", headers=auth))
+        elif n % 3 == 1:
+            writes.append(client.patch(f"{path}/{task['id']}", json={"title": f"edited {n:02d}"}, headers=auth))
+        else:
+            writes.append(client.patch(f"{path}/{task['id']}/complete", headers=auth))
+    results = await asyncio.gather(*writes)
+    assert all(r.status_code in (200, 204) for r in results), [r.text for r in results]
+
+    for query in ("?limit=500", "?status=completed", "?sort=title&limit=7", "?q=edited"):
+        answers = await asyncio.gather(*(client.get(path + query, headers=auth) for client in replicas))
+        assert all(a.status_code == 200 for a in answers)
+        bodies = [a.json() for a in answers]
+        assert bodies[0] == bodies[1] == bodies[2], query
+        assert all(t["user_id"] == user_id for t in bodies[0])
+        assert len({a.headers.get("link") for a in answers}) == 1  # same next-page cursor everywhere
+    listed = (await replicas[0].get(f"{path}?limit=500", headers=auth)).json()
+    assert len(listed) == 20
+    assert sum(t["completed"] for t in listed) == 10
+    assert sum(t["title"].startswith("edited") for t in listed) == 10
