@@ -22,12 +22,13 @@ from starlette.responses import Response
 
 from . import errors
 from .auth.dependencies import BearerAuthMiddleware
-from .auth.jwks import JWKSCache
+from .auth.jwks import JWKSCache, close_jwks_cache
 from .auth.tokens import TokenVerifier
 from .auth.verifier import build_verifier
 from .db.embedded import DATABASE_NAME, EmbeddedPostgres, ensure_database, start_embedded_postgres
 from .db.migrate import apply_migrations
 from .db.pool import UNAVAILABLE_ERRORS, connect, create_pool
+from .health import ReadinessProbe
 from .health import router as health_router
 from .observability import ObservabilityMiddleware, RequestMetrics, configure_logging, parse_networks
 from .settings import Settings
@@ -136,7 +137,7 @@ class BodyLimitMiddleware:
             return
         limit = self.max_body_bytes
         for name, value in scope["headers"]:
-            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
                 await render_error(errors.PayloadTooLarge(f"the body exceeds {limit} bytes"), scope, send)
                 return
         received = 0
@@ -187,6 +188,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             jwks = verifier.keys
             app.state.resources = Resources(settings=settings, pool=pool, http=http, jwks=jwks, verifier=verifier)
             refresher = asyncio.create_task(jwks.run_refresher(), name="jwks-refresher")
+            stack.push_async_callback(close_jwks_cache, jwks)
             stack.push_async_callback(_cancel, refresher)
             log.info("serving; keys from %s", settings.jwks_url)
             if urlsplit(settings.jwks_url).scheme == "http" and urlsplit(settings.jwks_url).hostname not in LOOPBACK:
@@ -205,9 +207,11 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app.include_router(health_router)
     app.include_router(tasks_router)
     app.state.request_metrics = RequestMetrics()
-    # Each add_middleware wraps the previous ones: the last added runs first.
-    app.add_middleware(BearerAuthMiddleware, render_error=render_error)
+    app.state.readiness = ReadinessProbe()
+    # Each add_middleware wraps the previous ones: the last added runs first. The Bearer check runs
+    # before the size limit, so an anonymous caller gets 401 whatever it sends.
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(BearerAuthMiddleware, render_error=render_error)
     if settings.cors_origins:  # outside the Bearer check: preflights carry no token
         app.add_middleware(
             CORSMiddleware,

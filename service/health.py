@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 from fastapi import APIRouter, Request, Response
@@ -23,19 +24,42 @@ async def healthz() -> Response:
     responses={503: {"description": "Not ready; `problems` says why", "content": {"application/json": {}}}},
 )
 async def readyz(request: Request) -> Response:
-    resources = request.app.state.resources
-    problems: list[str] = []
-    try:
-        async with asyncio.timeout(READINESS_DB_TIMEOUT_SECONDS):
-            await resources.pool.fetchval("SELECT 1")
-    except Exception as exc:  # noqa: BLE001 - any failure means "not ready", with its kind
-        problems.append(f"database: {type(exc).__name__}")
-    held = resources.jwks.usable_set()
-    if held is None or not held.keys:
-        reason = resources.jwks.stats.last_error or "not fetched yet"
-        problems.append(f"signing keys: none usable ({reason})")
-    body = {"status": "not ready" if problems else "ready", "problems": problems, "keys": len(held.keys) if held else 0}
-    return Response(orjson.dumps(body), status_code=503 if problems else 200, media_type="application/json")
+    probe: ReadinessProbe = request.app.state.readiness
+    ready, body = await probe.check(request.app.state.resources)
+    return Response(body, status_code=200 if ready else 503, media_type="application/json")
+
+
+class ReadinessProbe:
+    """Probes the database at most once per RESULT_TTL_SECONDS, shared by concurrent callers, so a
+    flood of unauthenticated probes cannot take connections away from the API."""
+
+    RESULT_TTL_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._checked_at = -1e18
+        self._result: tuple[bool, bytes] = (False, b"{}")
+
+    async def check(self, resources) -> tuple[bool, bytes]:
+        async with self._lock:
+            if time.monotonic() - self._checked_at >= self.RESULT_TTL_SECONDS:
+                self._result = await self._probe(resources)
+                self._checked_at = time.monotonic()
+            return self._result
+
+    async def _probe(self, resources) -> tuple[bool, bytes]:
+        problems: list[str] = []
+        try:
+            async with asyncio.timeout(READINESS_DB_TIMEOUT_SECONDS):
+                await resources.pool.fetchval("SELECT 1")
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", with its kind
+            problems.append(f"database: {type(exc).__name__}")
+        held = resources.jwks.usable_set()
+        if held is None or not held.keys:
+            reason = resources.jwks.stats.last_error or "not fetched yet"
+            problems.append(f"signing keys: none usable ({reason})")
+        body = {"status": "not ready" if problems else "ready", "problems": problems, "keys": len(held.keys) if held else 0}
+        return not problems, orjson.dumps(body)
 
 
 @router.get(

@@ -19,7 +19,8 @@ from typing import Any, Iterable
 REQUEST_ID_HEADER = b"x-request-id"
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 DURATION_BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-UNROUTED = "unrouted"  # answered before routing (401 from the Bearer check, 413, 404)
+UNROUTED = "unrouted"
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # answered before routing (401 from the Bearer check, 413, 404)
 
 request_log = logging.getLogger("service.request")
 
@@ -149,14 +150,16 @@ class ObservabilityMiddleware:
         finally:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or UNROUTED
-            self.metrics.observe(scope["method"], route, status, seconds)
+            # The client names the method: only known ones become labels, or memory grows unbounded.
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+            self.metrics.observe(method, route, status, seconds)
             if self.access_log:
                 principal = scope.get("state", {}).get("principal")
                 request_log.info(
                     "request",
                     extra={
                         "request_id": request_id.decode(),
-                        "method": scope["method"],
+                        "method": method,
                         "route": route,
                         "status": status,
                         "duration_ms": round(seconds * 1000, 2),

@@ -249,4 +249,6 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
     settings = Settings(**values)  # type: ignore[arg-type]
     if settings.db_pool_min_size > settings.db_pool_max_size:
         raise SettingsError("DB_POOL_MIN_SIZE: must not exceed DB_POOL_MAX_SIZE")
+    if settings.jwks_max_staleness_seconds < settings.jwks_refresh_interval_seconds:
+        raise SettingsError("JWKS_MAX_STALENESS_SECONDS: must be at least JWKS_REFRESH_INTERVAL_SECONDS")
     return settings

@@ -307,3 +307,13 @@ async def test_removed_key_stops_verifying_and_is_reported_for_purging(make_cach
     assert removed == [{old.kid}]
     with pytest.raises(UnknownKidError):
         await cache.get_key(old.kid, clock() - REFRESH)
+
+
+async def test_a_wall_clock_stepped_back_neither_rejects_new_kids_nor_stalls(cache, host, issuer, clock):
+    clock.now -= 3600  # NTP steps the clock back an hour: our set now seems fetched in the future
+    new = issuer.rotate()
+    pending = asyncio.create_task(cache.get_key(new.kid, clock()))
+    await settle()
+    assert not pending.done()  # waits for a fetch instead of a 401
+    await clock.advance(INTERVAL)  # and the wait is still bounded by the interval
+    assert (await pending).kid == new.kid

@@ -76,3 +76,10 @@ async def test_no_cors_headers_by_default(client, alice):
 def test_client_address_trusts_x_forwarded_for_only_from_trusted_proxies(peer, forwarded, trusted, expected):
     scope = {"client": (peer, 5000), "headers": [(b"x-forwarded-for", forwarded.encode())]}
     assert client_address(scope, parse_networks(trusted)) == expected
+
+
+async def test_unknown_methods_share_one_metrics_label(client):
+    for i in range(5):
+        await client.request(f"X{i}", "/healthz")
+    text = (await client.get("/metrics")).text
+    assert 'method="other"' in text and 'method="X0"' not in text

@@ -350,3 +350,27 @@ async def test_malformed_idempotency_key_is_422(client, alice, key):
 async def test_unknown_route_and_method_are_problem_details(client, alice):
     assert_problem(await client.get("/nope"), 404, "not_found")
     assert_problem(await client.put(alice.url(), json={}, headers=alice.headers), 405, "method_not_allowed")
+
+
+# -- found in review --------------------------------------------------------------------------
+
+
+async def test_if_match_with_non_ascii_digits_is_412_not_500(client, alice):
+    task = await create(client, alice)
+    headers = {**alice.headers, "If-Match": f'"{task["id"]}-\u00b2"'.encode("latin-1")}
+    assert_problem(await client.patch(alice.url(f"/{task['id']}/complete"), headers=headers), 412, "precondition_failed")
+
+
+async def test_cursor_at_the_edge_of_time_is_422_not_500(client, alice):
+    import base64
+
+    import orjson
+
+    payload = {"o": {"sort": "-created_at", "status": "all", "q": None}, "k": "0001-01-01T00:00:00+14:00", "i": 1}
+    cursor = base64.urlsafe_b64encode(orjson.dumps(payload)).rstrip(b"=").decode()
+    assert_problem(await client.get(alice.url(), params={"cursor": cursor}, headers=alice.headers), 422, "validation_failed")
+
+
+async def test_anonymous_oversized_body_is_401_before_413(client, alice):
+    big = b'{"title": "' + b"x" * 20_000 + b'"}'
+    assert_problem(await client.post(alice.url(), content=big, headers={"Content-Type": "application/json"}), 401, "missing_token")

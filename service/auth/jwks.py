@@ -137,7 +137,7 @@ class JWKSCache:
         held = self.usable_set()
         if held is not None and kid in held.keys:
             return held.keys[kid]
-        if held is not None and held.fetch_started_at >= issued_at + self.clock_skew:
+        if held is not None and self._postdates(held, issued_at):
             # Our set was fetched after this token was signed, so its key would be in it.
             self.stats.unknown_kid_rejections += 1
             raise UnknownKidError(kid)
@@ -163,13 +163,18 @@ class JWKSCache:
         held = self.usable_set()
         if held is not None and kid in held.keys:
             return held.keys[kid]
-        if not final and not (held is not None and held.fetch_started_at >= issued_at + self.clock_skew):
+        if not final and not (held is not None and self._postdates(held, issued_at)):
             return None  # not conclusive yet: the caller waits for the next allowed fetch
         if held is None or self._failing:
             # Not the token's fault: we could not learn whether its key exists.
             raise KeysUnavailableError(self.stats.last_error or "no key set fetched yet")
         self.stats.unknown_kid_rejections += 1
         raise UnknownKidError(kid)
+
+    def _postdates(self, held: KeySet, issued_at: float) -> bool:
+        """The set was fetched after the token was signed (allowing for skew), and not, by a clock
+        stepped back since, apparently in the future."""
+        return issued_at + self.clock_skew <= held.fetch_started_at <= self._clock()
 
     # -- fetching --------------------------------------------------------------------------
 
@@ -183,7 +188,8 @@ class JWKSCache:
     async def _next_allowed_fetch(self) -> None:
         """Wait for the next allowed fetch, shared by every request that needs it."""
         if self._scheduled is None:
-            delay = max(0.0, self._last_attempt + self.min_refetch_interval - self._clock())
+            # Clamped: a wall clock stepped back must not turn the cooldown into an hour.
+            delay = min(max(0.0, self._last_attempt + self.min_refetch_interval - self._clock()), self.min_refetch_interval)
             self.stats.unknown_kid_refetches += 1
             self._scheduled = asyncio.create_task(self._refetch_after(delay))
         self.stats.cooldown_waits += 1
@@ -215,8 +221,7 @@ class JWKSCache:
         if self._failing:
             log.info("jwks fetch recovered: %d key(s) held", len(new.keys))
             self._failing = False
-        if old is not None and old.fetch_started_at > new.fetch_started_at:
-            return old  # an older fetch never overwrites a newer result
+        # One fetch at a time (single flight), so each result is newer than the one it replaces.
         self._current = new
         removed = set(old.keys) - set(new.keys) if old is not None else set()
         added = set(new.keys) - set(old.keys) if old is not None else set(new.keys)
@@ -240,7 +245,11 @@ class JWKSCache:
         """Keep the set fresh forever: refresh every interval, retry failures with backoff."""
         backoff = BACKOFF_INITIAL_SECONDS
         while True:
-            result = await self.refresh()
+            try:
+                result = await self.refresh()
+            except Exception:  # noqa: BLE001 - a bug here must not end routine refreshes for good
+                log.exception("jwks refresh raised")
+                result = None
             if result is not None:
                 backoff = BACKOFF_INITIAL_SECONDS
                 await self._sleep(self.refresh_interval)
@@ -248,6 +257,17 @@ class JWKSCache:
                 self._next_retry_at = self._clock() + backoff
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, self.refresh_interval)
+
+
+async def close_jwks_cache(cache: "JWKSCache") -> None:
+    """Cancel a fetch or a scheduled refetch still pending at shutdown."""
+    for task in (cache._scheduled, cache._flight):
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
+                pass
 
 
 class KeysUnavailableError(Exception):

@@ -143,6 +143,9 @@ async def claim_idempotency_key(
     expired key is taken over in the same statement.
     """
     claimed = await db.fetchval(
+        # Purging the caller's expired keys here bounds the table without a background job.
+        "WITH expired AS (DELETE FROM idempotency_keys WHERE user_id = $1 AND key <> $2"
+        " AND created_at < now() - make_interval(hours => $4)) "
         "INSERT INTO idempotency_keys (user_id, key, fingerprint) VALUES ($1, $2, $3) "
         "ON CONFLICT (user_id, key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, task_id = NULL, created_at = now() "
         "WHERE idempotency_keys.created_at < now() - make_interval(hours => $4) RETURNING true",

@@ -96,7 +96,7 @@ def expected_versions(if_match: str | None, task_id: int) -> list[int] | None:
     versions: list[int] = []
     for weak, tag in _ETAG_ITEM.findall(if_match):  # quoted tags may themselves hold commas
         owner_id, _, version = tag.partition("-")
-        if not weak and owner_id == str(task_id) and version.isdigit() and len(version) < 10:
+        if not weak and owner_id == str(task_id) and version.isascii() and version.isdigit() and len(version) < 10:
             versions.append(int(version))
     return versions  # may be empty: then nothing matches and a present task answers 412
 
