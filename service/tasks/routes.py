@@ -10,6 +10,7 @@ from urllib.parse import quote, urlencode
 
 import asyncpg
 import orjson
+from pydantic import BeforeValidator
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 
 from ..api_docs import problem_responses, success_headers
@@ -49,7 +50,17 @@ def transaction(request: Request, user_id: str) -> contextlib.AbstractAsyncConte
         acquire_timeout_seconds=settings.db_pool_acquire_timeout_seconds,
         statement_timeout_ms=settings.db_statement_timeout_ms,
     )
-TaskId = Annotated[int, Path(ge=1, le=TASK_ID_MAX, description="The task's id")]
+def _canonical_id(value: object) -> object:
+    # One spelling per task: "+7", "007", "7.0" or "0_7" must not name task 7 (pydantic's lax int would).
+    if isinstance(value, str) and not _CANONICAL_ID.fullmatch(value):
+        raise ValueError("must be a positive integer without sign, leading zeros or separators")
+    return value
+
+
+_CANONICAL_ID = re.compile(r"[1-9][0-9]{0,18}")
+TaskId = Annotated[
+    int, Path(ge=1, le=TASK_ID_MAX, description="The task's id"), BeforeValidator(_canonical_id)
+]
 IF_MATCH_PATTERN = r'^\s*(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)\s*$'
 _IF_MATCH = re.compile(IF_MATCH_PATTERN)
 IfMatch = Annotated[
