@@ -23,6 +23,9 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.ConnectionFailureError,
+    # A pooled connection whose server went away mid-handshake of its close ("cannot switch to
+    # state …; another operation is in progress"): the database is going or gone, not a bug of ours.
+    asyncpg.exceptions.InternalClientError,
 )
 
 

@@ -64,8 +64,10 @@ async def user_transaction(
             yield conn
         except BaseException:
             if not conn.is_closed():
-                with contextlib.suppress(Exception):
+                try:
                     await conn.execute("ROLLBACK")
+                except Exception:  # noqa: BLE001 - a connection that cannot roll back is not reused
+                    conn.terminate()
             raise
         await conn.execute("COMMIT")
     finally:
