@@ -8,7 +8,6 @@ import contextlib
 import signal
 import sys
 
-import asyncpg
 
 from .observability import configure_logging
 

@@ -9,7 +9,7 @@ import dataclasses
 import os
 import secrets
 import uuid
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
