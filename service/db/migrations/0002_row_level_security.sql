@@ -1,7 +1,7 @@
 -- Defence in depth: even a statement that forgot `WHERE user_id = $1` sees only the caller's rows.
--- The service runs every request as `tasks_app` (SET ROLE at connect), which neither owns these
--- tables nor bypasses RLS, inside a transaction that sets `app.user_id` locally (set_config(...,
--- true)), so the setting can never outlive the request's transaction, even behind pgbouncer.
+-- Every request runs in a transaction that switches to `tasks_app` (SET LOCAL ROLE), which neither
+-- owns these tables nor bypasses RLS, and sets `app.user_id` locally (set_config(..., true)), so
+-- neither can outlive the request's transaction, even behind pgbouncer in transaction mode.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tasks_app') THEN
