@@ -15,12 +15,15 @@ signs tokens with exactly Better Auth's header and claim shapes (better-auth 1.x
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import secrets
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import httpx
 from joserfc.jws import JWSRegistry
@@ -146,3 +149,39 @@ class FakeBetterAuth:
         """Serve the JWKS at `jwks_url` from a respx router (e.g. `respx.mock(...)`); the route
         reads the current keys on every call, so `rotate()` and `retire()` show at once."""
         return router.get(self.jwks_url).mock(side_effect=self.jwks_response)
+
+
+@contextlib.contextmanager
+def serve_jwks(alg: str = "EdDSA") -> Iterator[FakeBetterAuth]:
+    """A FakeBetterAuth on a real 127.0.0.1 port, for a service in another process (respx cannot
+    reach it): GET /api/auth/jwks answers the current keys, as Better Auth does (no Cache-Control)."""
+    issuer_ref: list[FakeBetterAuth] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            issuer = issuer_ref[0]
+            if self.path != "/api/auth/jwks":
+                self.send_error(404)
+                return
+            issuer.jwks_requests += 1
+            body = json.dumps(issuer.jwks()).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    issuer_ref.append(FakeBetterAuth(f"http://127.0.0.1:{server.server_address[1]}", alg))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield issuer_ref[0]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -20,10 +20,8 @@ import stat
 import subprocess
 import sys
 import sysconfig
-import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
@@ -31,10 +29,9 @@ import httpx
 import psutil
 import pytest
 
-from service.testing import FakeBetterAuth
+from service.testing import FakeBetterAuth, serve_jwks
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-JWKS_PATH = "/api/auth/jwks"
 
 START_DEADLINE_SECONDS = 60.0  # first start runs initdb
 STOP_DEADLINE_SECONDS = 20.0
@@ -61,36 +58,8 @@ def free_port() -> int:
 @pytest.fixture
 def jwks_host() -> Iterator[FakeBetterAuth]:
     """A Better Auth stand-in on a real port: GET /api/auth/jwks answers the issuer's keys."""
-    issuer_ref: list[FakeBetterAuth] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            if self.path != JWKS_PATH:
-                self.send_error(404)
-                return
-            issuer = issuer_ref[0]
-            issuer.jwks_requests += 1
-            body = json.dumps(issuer.jwks()).encode()
-            self.send_response(200)  # like Better Auth: JSON, no Cache-Control
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    issuer_ref.append(FakeBetterAuth(base_url=f"http://127.0.0.1:{server.server_address[1]}"))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    try:
-        yield issuer_ref[0]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve_jwks() as issuer:
+        yield issuer
 
 
 # -- the service as `make run` starts it ------------------------------------------------------

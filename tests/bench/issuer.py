@@ -4,62 +4,15 @@ and the data file the wrk scripts load: one line per user with its token and tas
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from service.testing import TOKEN_LIFETIME_SECONDS, FakeBetterAuth
 
 from .database import user_id
 
-JWKS_PATH = "/api/auth/jwks"
-STOP_TIMEOUT_SECONDS = 5.0
 # Tokens are re-minted before a load run that would outlive them (Better Auth's are 15 min).
 TOKEN_MARGIN_SECONDS = 60.0
-
-
-class JWKSHost:
-    """GET /api/auth/jwks answers the issuer's public keys, like Better Auth (no Cache-Control)."""
-
-    def __init__(self, alg: str = "EdDSA") -> None:
-        issuer_ref: list[FakeBetterAuth] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                if self.path != JWKS_PATH:
-                    self.send_error(404)
-                    return
-                issuer = issuer_ref[0]
-                issuer.jwks_requests += 1
-                body = json.dumps(issuer.jwks()).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self.issuer = FakeBetterAuth(base_url=self.base_url, alg=alg)
-        issuer_ref.append(self.issuer)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="jwks-host", daemon=True
-        )
-
-    def __enter__(self) -> "JWKSHost":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=STOP_TIMEOUT_SECONDS)
 
 
 class TokenFile:

@@ -30,7 +30,9 @@ from .database import (
     seed_tag,
     task_ids,
 )
-from .issuer import JWKSHost, TokenFile, pick_users
+from service.testing import serve_jwks
+
+from .issuer import TokenFile, pick_users
 from .server import ServiceProcess, free_port, process_tree_cpu_seconds, service_env, start_service
 
 # Order matters: healthz first (the ceiling the others are divided by), creates last but one so
@@ -176,12 +178,12 @@ def _http_runs(
     ids = asyncio.run(task_ids(dsn, numbers, IDS_PER_USER))
     if not ids:
         raise BenchSetupError("the seeded database has no tasks for the chosen users")
-    with JWKSHost() as host:
-        tokens = TokenFile(work_dir / "users.txt", host.issuer, ids)
+    with serve_jwks() as issuer:
+        tokens = TokenFile(work_dir / "users.txt", issuer, ids)
         tokens.refresh_for(0)
-        progress(f"minted {tokens.users:,} EdDSA tokens; JWKS on {host.base_url}")
+        progress(f"minted {tokens.users:,} EdDSA tokens; JWKS on {issuer.base_url}")
         env = service_env(
-            database_url=dsn, better_auth_url=host.base_url, port=free_port(), workers=options.workers,
+            database_url=dsn, better_auth_url=issuer.base_url, port=free_port(), workers=options.workers,
             overrides=options.env_overrides,
         )  # fmt: skip
         try:
