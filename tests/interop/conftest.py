@@ -13,13 +13,10 @@ import base64
 import concurrent.futures
 import contextlib
 import dataclasses
-import fcntl
-import hashlib
 import itertools
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import time
@@ -28,16 +25,15 @@ from typing import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
+from support.node import npm_ci
 from conftest import running_app  # tests/conftest.py: the app with its real lifespan
 
 from service.settings import Settings, load_settings
 
 ISSUER_DIR = Path(__file__).resolve().parent / "issuer"
 INSTALL_STAMP = ISSUER_DIR / "node_modules" / ".interop-install-stamp"  # `npm ci` wipes it with the rest
-MIN_NODE_VERSION = (20, 19)  # better-auth's @noble/* dependencies: node >= 20.19.0
 ALGORITHMS = ("EdDSA", "ES256", "ES512", "RS256", "PS256")
 
-NPM_CI_TIMEOUT_SECONDS = 170.0  # under pytest-timeout's 180 s: a first install downloads ~25 MB
 ISSUER_START_DEADLINE_SECONDS = 30.0  # Node loads better-auth in 1-2 s; a busy 2-core box is slower
 ISSUER_STOP_DEADLINE_SECONDS = 5.0
 ISSUER_REQUEST_TIMEOUT_SECONDS = 10.0
@@ -49,19 +45,6 @@ SESSION_COOKIE = "better-auth.session_token"
 # -- installing the issuer --------------------------------------------------------------------
 
 
-def _install_fingerprint(node: str) -> str:
-    """What node_modules was installed from: the lock file, package.json and Node's major version."""
-    version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30, check=True).stdout.strip()
-    major, minor = (int(part) for part in version.lstrip("v").split(".")[:2])
-    if (major, minor) < MIN_NODE_VERSION:
-        wanted = ".".join(map(str, MIN_NODE_VERSION))
-        pytest.fail(f"the Better Auth interop tests need Node {wanted}+, found {version} at {node}", pytrace=False)
-    digest = hashlib.sha256()
-    for name in ("package.json", "package-lock.json"):
-        digest.update((ISSUER_DIR / name).read_bytes())
-    return f"node {major}\n{digest.hexdigest()}\n"
-
-
 @pytest.fixture(scope="session")
 def node_issuer_installed() -> str:
     """`npm ci` in issuer/ unless node_modules is already that install. Returns the node binary.
@@ -69,33 +52,7 @@ def node_issuer_installed() -> str:
     A missing Node or npm fails the suite (it is not skipped): "works with Better Auth" is only
     shown by running Better Auth.
     """
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        missing = " and ".join(name for name, path in (("node", node), ("npm", npm)) if path is None)
-        pytest.fail(
-            f"{missing} not found on PATH: the Better Auth interop tests (tests/interop) run the real "
-            "better-auth npm package and need Node 20.19+ with npm",
-            pytrace=False,
-        )
-    fingerprint = _install_fingerprint(node)
-    # Two test runs at once (a developer's and an editor's) must not run `npm ci` over each other:
-    # hold a lock on the lock file itself, which `npm ci` only reads.
-    with (ISSUER_DIR / "package-lock.json").open("rb") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if INSTALL_STAMP.is_file() and INSTALL_STAMP.read_text() == fingerprint:
-            return node
-        try:
-            result = subprocess.run(
-                [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-                cwd=ISSUER_DIR, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=NPM_CI_TIMEOUT_SECONDS,
-            )  # fmt: skip
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"`npm ci` in {ISSUER_DIR} did not finish within {NPM_CI_TIMEOUT_SECONDS:g} s", pytrace=False)
-        if result.returncode != 0:
-            output = f"{result.stdout}\n{result.stderr}"
-            pytest.fail(f"`npm ci` in {ISSUER_DIR} failed ({result.returncode}):\n{output}", pytrace=False)
-        INSTALL_STAMP.write_text(fingerprint)
-    return node
+    return npm_ci(ISSUER_DIR, INSTALL_STAMP, "the Better Auth interop tests (tests/interop) run the real better-auth npm package and")
 
 
 # -- running it --------------------------------------------------------------------------------

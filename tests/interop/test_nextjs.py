@@ -12,10 +12,7 @@ matches (a stamp, as for the issuer). A missing Node or npm fails these tests, l
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,7 +24,9 @@ from typing import Iterator
 import httpx
 import pytest
 
-from .conftest import MIN_NODE_VERSION, NPM_CI_TIMEOUT_SECONDS, BetterAuthIssuer, IssuerConfig
+from support.node import npm_ci
+
+from .conftest import BetterAuthIssuer, IssuerConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NEXTJS_DIR = REPO_ROOT / "deploy" / "nextjs"
@@ -44,43 +43,10 @@ POLL_INTERVAL_SECONDS = 0.1
 # -- installing deploy/nextjs ----------------------------------------------------------------------
 
 
-def _node_and_npm() -> tuple[str, str, str]:
-    """node, npm and node's major version ("v20"); fails the test when missing or too old."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        missing = " and ".join(name for name, path in (("node", node), ("npm", npm)) if path is None)
-        pytest.fail(f"{missing} not found on PATH: the deploy/nextjs tests need Node 20.19+ with npm", pytrace=False)
-    version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30, check=True).stdout.strip()
-    if tuple(int(part) for part in version.lstrip("v").split(".")[:2]) < MIN_NODE_VERSION:
-        wanted = ".".join(map(str, MIN_NODE_VERSION))
-        pytest.fail(f"the deploy/nextjs tests need Node {wanted}+, found {version} at {node}", pytrace=False)
-    return node, npm, version.split(".")[0]
-
-
 @pytest.fixture(scope="session")
 def nextjs_installed() -> str:
     """`npm ci` in deploy/nextjs unless node_modules is already that install. Returns the node binary."""
-    node, npm, major = _node_and_npm()
-    digest = hashlib.sha256()
-    for name in ("package.json", "package-lock.json"):
-        digest.update((NEXTJS_DIR / name).read_bytes())
-    fingerprint = f"node {major}\n{digest.hexdigest()}\n"
-    with (NEXTJS_DIR / "package-lock.json").open("rb") as lock:  # one `npm ci` at a time
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if INSTALL_STAMP.is_file() and INSTALL_STAMP.read_text() == fingerprint:
-            return node
-        try:
-            result = subprocess.run(
-                [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-                cwd=NEXTJS_DIR, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=NPM_CI_TIMEOUT_SECONDS,
-            )  # fmt: skip
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"`npm ci` in {NEXTJS_DIR} did not finish within {NPM_CI_TIMEOUT_SECONDS:g} s", pytrace=False)
-        if result.returncode != 0:
-            output = f"{result.stdout}\n{result.stderr}"
-            pytest.fail(f"`npm ci` in {NEXTJS_DIR} failed ({result.returncode}):\n{output}", pytrace=False)
-        INSTALL_STAMP.write_text(fingerprint)
-    return node
+    return npm_ci(NEXTJS_DIR, INSTALL_STAMP, "the deploy/nextjs tests")
 
 
 # -- the service, as a subprocess on this session's database ------------------------------------
