@@ -219,19 +219,11 @@ class Service:
     def admin_dsn(self) -> str:
         return admin_dsn(self.data_dir)
 
-    def assert_no_internal_errors(self, tolerated: str | None = None) -> None:
+    def assert_no_internal_errors(self) -> None:
         """No 500, no error-level line, no traceback in the service's log. (asyncpg's pool logs
         one traceback at warning level each time it fails to refill its minimum size; that is
-        the library retrying, not a request failing.) `tolerated`: a known bug's signature; an
-        error line holding it, and the 500 access line next to it, are let through."""
-        lines = self.log().splitlines()
-        tolerated_500s = sum(1 for line in lines if tolerated and tolerated in line and '"unhandled error"' in line)
-        for line in lines:
-            if tolerated and tolerated in line:
-                continue
-            if tolerated_500s and '"status": 500' in line:
-                tolerated_500s -= 1
-                continue
+        the library retrying, not a request failing.)"""
+        for line in self.log().splitlines():
             try:
                 entry = json.loads(line)
             except ValueError:
