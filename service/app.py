@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from . import errors
 from .auth.dependencies import BearerAuthMiddleware
-from .auth.jwks import JWKSCache, close_jwks_cache
+from .auth.jwks import JWKSCache
 from .auth.tokens import TokenVerifier
 from .auth.verifier import build_verifier
 from .db.embedded import DATABASE_NAME, EmbeddedPostgres, ensure_database, start_embedded_postgres
@@ -188,7 +188,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             jwks = verifier.keys
             app.state.resources = Resources(settings=settings, pool=pool, http=http, jwks=jwks, verifier=verifier)
             refresher = asyncio.create_task(jwks.run_refresher(), name="jwks-refresher")
-            stack.push_async_callback(close_jwks_cache, jwks)
+            stack.push_async_callback(jwks.aclose)
             stack.push_async_callback(_cancel, refresher)
             log.info("serving; keys from %s", settings.jwks_url)
             if urlsplit(settings.jwks_url).scheme == "http" and urlsplit(settings.jwks_url).hostname not in LOOPBACK:

@@ -15,7 +15,8 @@ import httpx
 import pytest
 import respx
 
-from service.auth.jwks import JWKSCache, KeysUnavailableError, UnknownKidError, fetch_jwks
+from service.auth.fetch import fetch_jwks
+from service.auth.jwks import JWKSCache, KeysUnavailableError, UnknownKidError
 from service.testing import FakeBetterAuth
 
 INTERVAL = 5.0  # min refetch interval

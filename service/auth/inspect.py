@@ -13,7 +13,7 @@ import httpx
 
 from ..errors import InvalidToken, KeysUnavailable
 from ..settings import Settings
-from .jwks import JWKSFetchError, fetch_jwks
+from .fetch import JWKSFetchError, fetch_jwks
 from .keys import ALG_KEY_TYPES
 from .verifier import build_verifier
 

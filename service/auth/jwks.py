@@ -1,4 +1,4 @@
-"""Fetching the issuer's JWKS over HTTP and keeping a cache of it that follows key rotation.
+"""A cache of the issuer's keys that follows key rotation (fetching itself is in fetch.py).
 
 Rules (DESIGN §3.4): one fetch at a time; a routine refresh runs in the background so no request
 waits for it; an unknown `kid` triggers at most one refetch per `min_refetch_interval`, counted
@@ -10,56 +10,19 @@ kept up to `max_staleness`.
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
 import math
 import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-import httpx
-
-from .keys import ImportedKeys, InvalidJWKS, PublicKey, import_jwks
+from .fetch import JWKSFetchError
+from .keys import ImportedKeys, PublicKey
 
 log = logging.getLogger("service.auth.jwks")
 
 BACKOFF_INITIAL_SECONDS = 1.0
-
-
-class JWKSFetchError(Exception):
-    """The JWKS host did not give us a usable key set; the message says why (no secrets)."""
-
-
-async def fetch_jwks(client: httpx.AsyncClient, url: str, *, timeout_seconds: float, max_bytes: int) -> ImportedKeys:
-    """GET the JWKS with a total deadline, no redirects and a size cap; import each key on its own."""
-    try:
-        async with asyncio.timeout(timeout_seconds):
-            async with client.stream(
-                "GET", url, follow_redirects=False, headers={"Accept": "application/json"}
-            ) as response:
-                if response.status_code != 200:
-                    raise JWKSFetchError(f"HTTP {response.status_code} from {url}")
-                declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > max_bytes:
-                    raise JWKSFetchError(f"body of {declared} bytes exceeds the {max_bytes}-byte cap")
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > max_bytes:
-                        raise JWKSFetchError(f"body exceeds the {max_bytes}-byte cap")
-    except TimeoutError:
-        raise JWKSFetchError(f"no answer within {timeout_seconds:g} s") from None
-    except httpx.HTTPError as exc:
-        raise JWKSFetchError(f"{type(exc).__name__} fetching {url}") from exc
-    try:
-        imported = import_jwks(json.loads(body))
-    except (ValueError, InvalidJWKS) as exc:
-        raise JWKSFetchError(f"not a JWKS: {exc}") from None
-    for reason in imported.skipped:
-        log.warning("jwks key skipped: %s", reason)
-    if not imported.keys:
-        raise JWKSFetchError("the JWKS holds no usable signing key")
-    return imported
 
 
 @dataclass(frozen=True)
@@ -134,13 +97,9 @@ class JWKSCache:
         Raises UnknownKidError when the issuer does not publish it, KeysUnavailableError when we
         cannot tell because no usable key set can be had.
         """
-        held = self.usable_set()
-        if held is not None and kid in held.keys:
-            return held.keys[kid]
-        if held is not None and self._postdates(held, issued_at):
-            # Our set was fetched after this token was signed, so its key would be in it.
-            self.stats.unknown_kid_rejections += 1
-            raise UnknownKidError(kid)
+        key = self._decide(kid, issued_at, final=False)
+        if key is not None:
+            return key
         if (
             self._failing
             and self._flight is None
@@ -160,11 +119,17 @@ class JWKSCache:
         return self._decide(kid, issued_at, final=True)
 
     def _decide(self, kid: str, issued_at: float, *, final: bool) -> PublicKey | None:
+        """The key; or UnknownKidError once the set we hold proves it unpublished; or, before the
+        final fetch, None (wait for it); after it, KeysUnavailableError if we could not learn."""
         held = self.usable_set()
         if held is not None and kid in held.keys:
             return held.keys[kid]
-        if not final and not (held is not None and self._postdates(held, issued_at)):
-            return None  # not conclusive yet: the caller waits for the next allowed fetch
+        if held is not None and self._postdates(held, issued_at):
+            # Our set was fetched after this token was signed, so its key would be in it.
+            self.stats.unknown_kid_rejections += 1
+            raise UnknownKidError(kid)
+        if not final:
+            return None
         if held is None or self._failing:
             # Not the token's fault: we could not learn whether its key exists.
             raise KeysUnavailableError(self.stats.last_error or "no key set fetched yet")
@@ -239,6 +204,14 @@ class JWKSCache:
             log.warning("jwks fetch failing (%s); %s", reason, "keeping the last good keys" if self._current else "no keys held yet")
             self._failing = True
 
+    async def aclose(self) -> None:
+        """Cancel a fetch or a scheduled refetch still pending at shutdown."""
+        for task in (self._scheduled, self._flight):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
     # -- background ------------------------------------------------------------------------
 
     async def run_refresher(self) -> None:
@@ -257,17 +230,6 @@ class JWKSCache:
                 self._next_retry_at = self._clock() + backoff
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, self.refresh_interval)
-
-
-async def close_jwks_cache(cache: "JWKSCache") -> None:
-    """Cancel a fetch or a scheduled refetch still pending at shutdown."""
-    for task in (cache._scheduled, cache._flight):
-        if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
-                pass
 
 
 class KeysUnavailableError(Exception):

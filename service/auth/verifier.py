@@ -8,7 +8,8 @@ from typing import Callable
 import httpx
 
 from ..settings import Settings
-from .jwks import JWKSCache, fetch_jwks
+from .fetch import fetch_jwks
+from .jwks import JWKSCache
 from .keys import ImportedKeys
 from .tokens import TokenVerifier
 
