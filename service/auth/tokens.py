@@ -7,11 +7,7 @@ model, after checking the allow-list and that the key's type fits the `alg`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import json
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -23,12 +19,12 @@ from joserfc.jws import JWSRegistry
 
 from ..errors import InvalidToken, KeysUnavailable
 from .jwks import JWKSCache, KeysUnavailableError, UnknownKidError
+from .compact import b64decode, decode_json_segment, split_compact
 from .keys import MAX_KID_LENGTH
 
 MAX_SUBJECT_LENGTH = 255
 REQUIRED_CLAIMS = ("aud", "exp", "iat", "iss", "sub")  # all of them set by Better Auth
 MAX_NUMERIC_DATE = 10**11  # about year 5138: beyond it a NumericDate is an attack, not a date
-_SEGMENT = re.compile(rb"[A-Za-z0-9_-]+")
 # Header members that would let the token choose its own key or change how it is processed.
 _REFUSED_HEADERS = ("jwk", "jku", "x5u", "x5c", "crit", "b64")
 
@@ -127,10 +123,10 @@ class TokenVerifier:
             return cached
         self.cache_misses += 1
 
-        header_b64, payload_b64, signature_b64 = _split_compact(raw)
-        header = _decode_json_segment(header_b64, "header")
+        header_b64, payload_b64, signature_b64 = split_compact(raw)
+        header = decode_json_segment(header_b64, "header")
         alg, kid = self._check_header(header)
-        claims = _decode_json_segment(payload_b64, "payload")
+        claims = decode_json_segment(payload_b64, "payload")
         self._check_claims(claims)
 
         try:
@@ -147,7 +143,7 @@ class TokenVerifier:
         algorithm = JWSRegistry.algorithms[alg]  # direct: skips get_alg's per-call EdDSA warning
         try:
             algorithm.check_key(key.key)
-            valid = algorithm.verify(header_b64 + b"." + payload_b64, _b64decode(signature_b64, "signature"), key.key)
+            valid = algorithm.verify(header_b64 + b"." + payload_b64, b64decode(signature_b64, "signature"), key.key)
         except (JoseError, ValueError, TypeError):
             valid = False
         if not valid:
@@ -220,51 +216,3 @@ def _numeric_date(claims: dict[str, Any], name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not -MAX_NUMERIC_DATE < value < MAX_NUMERIC_DATE:
         raise InvalidToken(f"invalid {name!r} claim: wrong value or type", "claims")
     return value  # NaN fails the range comparison above
-
-
-def _split_compact(raw: bytes) -> tuple[bytes, bytes, bytes]:
-    parts = raw.split(b".")
-    if len(parts) == 5:
-        raise InvalidToken("encrypted tokens (JWE) are not accepted")
-    if len(parts) != 3:
-        raise InvalidToken("token must have three dot-separated segments")
-    for part in parts:
-        if not _SEGMENT.fullmatch(part):
-            raise InvalidToken("token segments must be unpadded base64url")
-    return parts[0], parts[1], parts[2]
-
-
-def _b64decode(segment: bytes, what: str) -> bytes:
-    try:
-        decoded = base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError):
-        raise InvalidToken(f"{what} is not base64url") from None
-    # Canonical only: stray low bits in the last character would give two spellings of one token.
-    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment:
-        raise InvalidToken(f"{what} is not canonical base64url")
-    return decoded
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in result:
-            raise InvalidToken(f"duplicate JSON member {name[:32]!r}")
-        result[name] = value
-    return result
-
-
-_JSON = json.JSONDecoder(object_pairs_hook=_reject_duplicates)  # built once: ~4 us a token saved
-
-
-def _decode_json_segment(segment: bytes, what: str) -> dict[str, Any]:
-    decoded = _b64decode(segment, what)
-    try:
-        # UTF-8 only (RFC 7515 §5.2): json.loads(bytes) would also take UTF-16, a BOM and
-        # encoded surrogates.
-        value = _JSON.decode(decoded.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise InvalidToken(f"{what} is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise InvalidToken(f"{what} must be a JSON object")
-    return value
