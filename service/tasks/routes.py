@@ -18,6 +18,7 @@ from ..auth.dependencies import Owner
 from ..db.session import user_transaction
 from ..errors import IdempotencyKeyReused, InvalidRequest, PreconditionFailed, TaskNotFound
 from . import queries
+from .conditions import IF_MATCH_PATTERN, etag, expected_versions
 from .cursor import MAX_CURSOR_CHARS, decode_cursor, encode_cursor
 from .schemas import (
     LIST_DEFAULT_LIMIT,
@@ -34,7 +35,6 @@ from .schemas import (
     parse_body,
 )
 
-_ETAG_ITEM = re.compile(r'(W/)?"([^"]*)"')
 
 
 router = APIRouter(prefix="/api/{user_id}/tasks", tags=["tasks"], responses=problem_responses(401, 403, 422, 503))
@@ -61,16 +61,10 @@ _CANONICAL_ID = re.compile(r"[1-9][0-9]{0,18}")
 TaskId = Annotated[
     int, Path(ge=1, le=TASK_ID_MAX, description="The task's id"), BeforeValidator(_canonical_id)
 ]
-IF_MATCH_PATTERN = r'^\s*(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)\s*$'
-_IF_MATCH = re.compile(IF_MATCH_PATTERN)
 IfMatch = Annotated[
     str | None,
     Header(pattern=IF_MATCH_PATTERN, description='`*` or ETags from a GET (`"12-3"`); 412 when the task changed since'),
 ]
-
-
-def etag(record: asyncpg.Record) -> str:
-    return f'"{record["id"]}-{record["version"]}"'
 
 
 def task_json(record: asyncpg.Record) -> dict[str, Any]:
@@ -96,20 +90,6 @@ def task_response(record: asyncpg.Record, status: int = 200, headers: dict[str, 
 
 def task_location(user_id: str, task_id: int) -> str:
     return f"/api/{quote(user_id, safe='')}/tasks/{task_id}"
-
-
-def expected_versions(if_match: str | None, task_id: int) -> list[int] | None:
-    """The versions an If-Match header accepts (strong comparison); None when it accepts any."""
-    if if_match is None or if_match.strip() == "*":
-        return None
-    if not _IF_MATCH.fullmatch(if_match):
-        raise InvalidRequest("If-Match must be * or a list of quoted ETags", [{"field": "If-Match", "message": "malformed"}])
-    versions: list[int] = []
-    for weak, tag in _ETAG_ITEM.findall(if_match):  # quoted tags may themselves hold commas
-        owner_id, _, version = tag.partition("-")
-        if not weak and owner_id == str(task_id) and version.isascii() and version.isdigit() and len(version) < 10:
-            versions.append(int(version))
-    return versions  # may be empty: then nothing matches and a present task answers 412
 
 
 async def _write_outcome(db: asyncpg.Connection, user_id: str, task_id: int, versions: list[int] | None) -> None:
