@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import FastAPI
+
 from .tasks.schemas import Problem
 
 _PROBLEM_SCHEMA = Problem.model_json_schema()
@@ -51,3 +53,28 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def success_headers(**headers: str) -> dict[str, Any]:
     """Headers of a success response, for `responses={status: {...}}`."""
     return {"headers": _header_docs({"X-Request-ID": "The request's id (echoed or generated)", **headers})}
+
+
+BEARER_SCHEME = {"type": "http", "scheme": "bearer", "description": "A JWT from Better Auth's /api/auth/token"}
+
+
+def document_bearer_auth(app: FastAPI, protected_prefix: str) -> None:
+    """Mark every operation under `protected_prefix` as needing the Bearer scheme in OpenAPI.
+
+    BearerAuthMiddleware enforces it for that same prefix, so the docs follow the code; declaring
+    it per route with FastAPI's `Security(HTTPBearer())` would instead run per request for nothing.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = build()
+            spec.setdefault("components", {}).setdefault("securitySchemes", {})["HTTPBearer"] = BEARER_SCHEME
+            for path, operations in spec.get("paths", {}).items():
+                if path.startswith(protected_prefix):
+                    for operation in operations.values():
+                        operation["security"] = [{"HTTPBearer": []}]
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

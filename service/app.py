@@ -21,7 +21,8 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from . import errors
-from .auth.dependencies import BearerAuthMiddleware
+from .api_docs import document_bearer_auth
+from .auth.dependencies import PROTECTED_PREFIX, BearerAuthMiddleware
 from .auth.jwks import JWKSCache
 from .auth.tokens import TokenVerifier
 from .auth.verifier import build_verifier
@@ -206,6 +207,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(tasks_router)
+    document_bearer_auth(app, PROTECTED_PREFIX)
     app.state.request_metrics = RequestMetrics()
     app.state.readiness = ReadinessProbe()
     # Each add_middleware wraps the previous ones: the last added runs first. The Bearer check runs

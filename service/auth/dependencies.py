@@ -11,18 +11,13 @@ import re
 from typing import Annotated, Awaitable, Callable
 
 from fastapi import Depends, Path, Request
-from fastapi.security import HTTPBearer
 
 from ..errors import Forbidden, InvalidToken, MissingToken, ServiceError
-from .tokens import Principal, TokenVerifier
+from .tokens import TokenVerifier
 
 PROTECTED_PREFIX = "/api/"
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1
 USER_ID_MAX_CHARS = 255
-
-# Documents the scheme in OpenAPI; the middleware does the real work. (The dependencies below are
-# `async def` on purpose: FastAPI runs plain `def` ones in a thread pool, two hand-offs a request.)
-bearer_scheme = HTTPBearer(auto_error=False, description="A JWT from Better Auth's /api/auth/token")
 
 Send = Callable[[dict], Awaitable[None]]
 
@@ -69,18 +64,18 @@ class BearerAuthMiddleware:
         await self.app(scope, receive, send)
 
 
-async def current_principal(request: Request, _: Annotated[object, Depends(bearer_scheme)]) -> Principal:
+async def owner(
+    request: Request,
+    user_id: Annotated[str, Path(min_length=1, max_length=USER_ID_MAX_CHARS, description="Better Auth user id")],
+) -> str:
+    """The caller's user id (from the verified token), after checking it is the one in the path.
+
+    One flat dependency on purpose: each level of sub-dependencies costs FastAPI tens of µs per
+    request. It is `async def` because FastAPI runs a plain `def` one in the thread pool.
+    """
     principal = request.scope.get("state", {}).get("principal")
     if principal is None:  # only reachable if a route were mounted outside /api/
         raise MissingToken()
-    return principal
-
-
-async def owner(
-    user_id: Annotated[str, Path(min_length=1, max_length=USER_ID_MAX_CHARS, description="Better Auth user id")],
-    principal: Annotated[Principal, Depends(current_principal)],
-) -> str:
-    """The caller's user id, after checking it is the one named in the path."""
     if principal.user_id != user_id:
         raise Forbidden("the token's subject does not match the user in the path")
     return principal.user_id
