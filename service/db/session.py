@@ -1,7 +1,8 @@
 """A request's database work: one pooled connection, one transaction, scoped to one user.
 
 Everything a request needs from the session is set transaction-locally in the same round trip
-as BEGIN: the unprivileged role (`SET LOCAL ROLE tasks_app`), the timeouts, and the user id
+as BEGIN: the unprivileged role (`SET LOCAL ROLE tasks_app`), the timeouts, UTC for the
+timestamps PostgreSQL writes into JSON responses, and the user id
 (`set_config('app.user_id', …, true)`) that row-level security compares with. Nothing outlives
 the transaction, so no pooled connection, and no pgbouncer server connection in transaction
 mode, ever carries a user (or a role) into another request.
@@ -36,7 +37,7 @@ def begin_as(user_id: str, statement_timeout_ms: int) -> str:
     idle_ms = max(statement_timeout_ms * 2, 10_000)
     return (
         f"BEGIN; SET LOCAL ROLE {APP_ROLE}; SET LOCAL statement_timeout = {int(statement_timeout_ms)}; "
-        f"SET LOCAL idle_in_transaction_session_timeout = {idle_ms}; "
+        f"SET LOCAL idle_in_transaction_session_timeout = {idle_ms}; SET LOCAL TimeZone = 'UTC'; "
         f"SELECT set_config('app.user_id', {sql_literal(user_id)}, true)"
     )
 

@@ -2,6 +2,12 @@
 
 Writes are single statements with the ownership filter in their WHERE clause (no read-then-
 write). The only dynamic SQL is built from the fixed allow-lists below, never from input.
+
+A task comes back as `id`, `version` (for the ETag) and `document`: its JSON text written by
+PostgreSQL (row type `task_document`, migration 0003), which is the response body as is.
+Decoding two timestamps per row into Python and encoding them again cost more than the rest of
+a list request's database work. Timestamps are written in the transaction's TimeZone, which
+`service.db.session.begin_as` sets to UTC.
 """
 
 from __future__ import annotations
@@ -11,7 +17,9 @@ from typing import Any
 
 import asyncpg
 
-TASK_COLUMNS = "id, user_id, title, description, completed, created_at, updated_at, version"
+DOCUMENT_FIELDS = "id, user_id, title, description, completed, created_at, updated_at"  # task_document's
+TASK_DOCUMENT = f"to_json(ROW({DOCUMENT_FIELDS})::task_document)::text"
+TASK_COLUMNS = f"id, version, {TASK_DOCUMENT} AS document"
 SORT_COLUMNS = ("created_at", "updated_at", "title")
 PATCHABLE_COLUMNS = ("title", "description", "completed")
 STATUS_FILTERS = {"all": "", "pending": " AND completed = false", "completed": " AND completed = true"}
@@ -40,11 +48,15 @@ async def task_exists(db: Executor, user_id: str, task_id: int) -> bool:
 def list_statement(column: str, descending: bool, status: str, with_query: bool, with_cursor: bool) -> str:
     """The list SQL for one combination of options (a finite set, so each is prepared once).
 
-    Parameters: $1 owner, $2 limit, then the search text if any, then the cursor's (key, id).
+    Parameters: $1 owner, $2 the page size, then the search text if any, then the cursor's
+    (key, id). One row comes back: `page`, the JSON array of up to $2 tasks; `more`, whether a
+    next page exists (the scan reads one row beyond the page to know); and `last_key`/`last_id`,
+    the sort key and id of the page's last task when the page is full, for the next cursor.
     """
     if column not in SORT_COLUMNS or status not in STATUS_FILTERS:
         raise ValueError("not an allowed sort column or status")
     direction = "DESC" if descending else "ASC"
+    order = f"{column} {direction}, id {direction}"
     where = "user_id = $1" + STATUS_FILTERS[status]
     next_param = 3
     if with_query:
@@ -53,7 +65,14 @@ def list_statement(column: str, descending: bool, status: str, with_query: bool,
     if with_cursor:
         # Row comparison over (sort key, id): one index range scan, no OFFSET.
         where += f" AND ({column}, id) {'<' if descending else '>'} (${next_param}, ${next_param + 1})"
-    return f"SELECT {TASK_COLUMNS} FROM tasks WHERE {where} ORDER BY {column} {direction}, id {direction} LIMIT $2"
+    on_page = "FILTER (WHERE n <= $2)"
+    last = "FILTER (WHERE n = $2)"
+    return (
+        f"SELECT coalesce(json_agg(ROW({DOCUMENT_FIELDS})::task_document ORDER BY {order}) {on_page}, '[]')::text AS page,"
+        f" count(*) > $2 AS more, min({column}) {last} AS last_key, min(id) {last} AS last_id"
+        f" FROM (SELECT {DOCUMENT_FIELDS}, row_number() OVER (ORDER BY {order}) AS n"
+        f" FROM tasks WHERE {where} ORDER BY {order} LIMIT $2 + 1) AS rows"
+    )
 
 
 async def list_tasks(
@@ -66,14 +85,14 @@ async def list_tasks(
     query: str | None,
     after: tuple[Any, int] | None,
     limit: int,
-) -> list[asyncpg.Record]:
+) -> asyncpg.Record:
     sql = list_statement(column, descending, status, query is not None, after is not None)
     args: list[Any] = [user_id, limit]
     if query is not None:
         args.append(query)
     if after is not None:
         args.extend(after)
-    return await db.fetch(sql, *args)
+    return await db.fetchrow(sql, *args)
 
 
 async def replace_task(
@@ -166,7 +185,7 @@ async def insert_task_for_key(
         f" INSERT INTO tasks (user_id, title, description) VALUES ($1, $3, $4) RETURNING {TASK_COLUMNS}"
         "), recorded AS ("
         " UPDATE idempotency_keys SET task_id = (SELECT id FROM created) WHERE user_id = $1 AND key = $2"
-        f") SELECT {TASK_COLUMNS} FROM created",
+        ") SELECT id, version, document FROM created",
         user_id,
         key,
         title,
@@ -177,10 +196,13 @@ async def insert_task_for_key(
 async def find_idempotent_result(db: Executor, user_id: str, key: str) -> asyncpg.Record | None:
     """The fingerprint of the request that holds `key`, and the task it created (if it still exists)."""
     return await db.fetchrow(
-        "SELECT k.fingerprint, k.task_id, t.id, t.user_id, t.title, t.description, t.completed,"
-        " t.created_at, t.updated_at, t.version"
+        f"SELECT k.fingerprint, t.id, t.version, to_json(ROW({_qualified('t', DOCUMENT_FIELDS)})::task_document)::text AS document"
         " FROM idempotency_keys k LEFT JOIN tasks t ON t.user_id = k.user_id AND t.id = k.task_id"
         " WHERE k.user_id = $1 AND k.key = $2",
         user_id,
         key,
     )
+
+
+def _qualified(alias: str, columns: str) -> str:
+    return ", ".join(f"{alias}.{name.strip()}" for name in columns.split(","))

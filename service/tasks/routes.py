@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote, urlencode
 
 import asyncpg
@@ -67,21 +67,10 @@ IfMatch = Annotated[
 ]
 
 
-def task_json(record: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": record["id"],
-        "user_id": record["user_id"],
-        "title": record["title"],
-        "description": record["description"],
-        "completed": record["completed"],
-        "created_at": record["created_at"],
-        "updated_at": record["updated_at"],
-    }
-
-
 def task_response(record: asyncpg.Record, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """The task's JSON, as PostgreSQL wrote it (see queries.TASK_DOCUMENT)."""
     return Response(
-        orjson.dumps(task_json(record)),
+        record["document"].encode(),
         status_code=status,
         media_type="application/json",
         headers={"ETag": etag(record), **(headers or {})},
@@ -128,18 +117,15 @@ async def list_tasks(
     options = {"sort": sort.value, "status": status.value, "q": query}
     after = decode_cursor(cursor, options, column) if cursor else None
     async with transaction(request, user_id) as db:
-        rows = await queries.list_tasks(
-            db, user_id, column=column, descending=descending, status=status.value, query=query, after=after, limit=limit + 1
+        found = await queries.list_tasks(
+            db, user_id, column=column, descending=descending, status=status.value, query=query, after=after, limit=limit
         )
     headers = {}
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
+    if found["more"]:
         params = {"limit": limit, "sort": sort.value, "status": status.value, **({"q": query} if query else {})}
-        params["cursor"] = encode_cursor(options, last[column], last["id"])
+        params["cursor"] = encode_cursor(options, found["last_key"], found["last_id"])
         headers["Link"] = f'<{request.url.path}?{urlencode(params)}>; rel="next"'
-    body = orjson.dumps([task_json(row) for row in rows])
-    return Response(body, media_type="application/json", headers=headers)
+    return Response(found["page"].encode(), media_type="application/json", headers=headers)
 
 
 @router.post(

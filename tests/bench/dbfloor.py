@@ -23,6 +23,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 from service.db.session import APP_ROLE, begin_as, sql_literal
 from service.settings import Settings
 from service.tasks.queries import list_statement
@@ -33,8 +35,8 @@ from .database import USER_ID_SQL, BenchSetupError, connect
 MAX_THREADS = 2
 EXTRA_SECONDS = 30
 USER_ID = USER_ID_SQL.format(n=":uid")
-# The service asks for limit + 1 rows, to know whether there is a next page.
-LIST_SQL = list_statement("created_at", True, "all", False, False).replace("$1", USER_ID).replace("$2", str(LIST_DEFAULT_LIMIT + 1))
+# The default page: the statement reads one row more than the page to know whether there is a next one.
+LIST_SQL = list_statement("created_at", True, "all", False, False).replace("$1", USER_ID).replace("$2", str(LIST_DEFAULT_LIMIT))
 _PLACEHOLDER = "bench-user-placeholder"
 
 
@@ -60,6 +62,11 @@ VARIANTS = {
 }
 
 
+def _tasks_listed(rows: list) -> int:
+    """How many tasks the list statement's single row holds in its JSON page."""
+    return len(orjson.loads(rows[0]["page"])) if rows else 0
+
+
 async def check_scripts(dsn: str, expected_rows: int) -> dict[str, str]:
     """Run each variant's statements once for user 1 through asyncpg and check they do the real
     work: the list rows come back, and under the role only with app.user_id set."""
@@ -77,15 +84,15 @@ async def check_scripts(dsn: str, expected_rows: int) -> dict[str, str]:
                 found[variant] = await conn.fetchval("SELECT current_user")
                 rows = await conn.fetch(list_sql)
                 await conn.execute("COMMIT")
-            if len(rows) != expected_rows:
-                raise BenchSetupError(f"pgbench variant {variant}: the list returned {len(rows)} rows, expected {expected_rows}")
+            if _tasks_listed(rows) != expected_rows:
+                raise BenchSetupError(f"pgbench variant {variant}: the list returned {_tasks_listed(rows)} tasks, expected {expected_rows}")
         if found["rls"] != APP_ROLE:
             raise BenchSetupError(f"pgbench variant rls runs as {found['rls']!r}, not {APP_ROLE!r}")
         without_user = [part for part in begin_statements(with_role=True) if USER_ID not in part]
         await conn.execute("; ".join(without_user))
         leaked = await conn.fetch(list_sql)
         await conn.execute("ROLLBACK")
-        if leaked:
+        if _tasks_listed(leaked):
             raise BenchSetupError("rows visible as the service's role without app.user_id: row-level security is not in force")
     finally:
         await conn.close()

@@ -152,7 +152,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
 
 def _db_floors(options: BenchOptions, pgbench: str, server, work_dir: Path, record: dict, progress: Progress) -> None:
     dsn, postmaster = server.dsn, server.postmaster_pid()
-    roles = asyncio.run(dbfloor.check_scripts(dsn, min(options.tasks_per_user, dbfloor.LIST_DEFAULT_LIMIT + 1)))
+    roles = asyncio.run(dbfloor.check_scripts(dsn, min(options.tasks_per_user, dbfloor.LIST_DEFAULT_LIMIT)))
     record["db_floor_roles"] = roles
     # Variants interleaved at each connection count: a burst of other load hits them alike.
     for connections in options.connections:
