@@ -14,6 +14,9 @@ MIXED_P99_TARGET_MS = 40.0
 MISS_OVER_RAW_TARGET = 1.5
 HIT_OVER_MISS_TARGET = 0.05
 TARGET_CONNECTIONS = 64
+MEMORY_RUN_SECONDS = 240  # runs at least this long are judged for the memory target (issue 6: 5 minutes)
+MEMORY_WARM_FRACTION = 0.2  # growth is measured from this far into the run (caches and pools filled)
+MEMORY_GROWTH_TARGET = 0.05  # "flat": each worker grows by at most 5 % after that
 
 
 _VARIANT_NAMES = {"rls": "db: list (RLS txn)", "superuser-txn": "db: list (su txn)", "plain": "db: list (plain)"}
@@ -132,10 +135,31 @@ def evaluate_targets(record: dict[str, Any]) -> list[dict[str, Any]]:
         p99 = mixed["latency_us"]["p99"] / 1000
         add(f"mixed at {TARGET_CONNECTIONS} conns: zero errors", str(mixed["errors_total"]), mixed["errors_total"] == 0)
         add(f"mixed at {TARGET_CONNECTIONS} conns p99 <= {MIXED_P99_TARGET_MS:g} ms", f"{p99:.1f} ms", p99 <= MIXED_P99_TARGET_MS)
+    for row in record["http"]:
+        growth = rss_growth(row)
+        if growth is not None and row["seconds"] >= MEMORY_RUN_SECONDS:
+            worst = max(growth, key=lambda g: g["growth"])
+            add(f"memory flat over {row['workload']} at {row['connections']} conns, {row['seconds']:.0f} s: each worker's RSS "
+                f"grows <= {MEMORY_GROWTH_TARGET:.0%} after the first {MEMORY_WARM_FRACTION:.0%}",
+                "; ".join(f"{g['from_mib']:.1f} -> {g['to_mib']:.1f} MiB ({g['growth']:+.1%})" for g in growth),
+                worst["growth"] <= MEMORY_GROWTH_TARGET)
     for alg, row in (record.get("verifier") or {}).items():
         add(f"{alg} miss <= {MISS_OVER_RAW_TARGET} x raw", f"{row['miss_over_raw']:.2f}", row["miss_over_raw"] <= MISS_OVER_RAW_TARGET)
         add(f"{alg} hit <= {HIT_OVER_MISS_TARGET:.0%} of miss", f"{row['hit_over_miss']:.1%}", row["hit_over_miss"] <= HIT_OVER_MISS_TARGET)
     return results
+
+
+def rss_growth(row: dict[str, Any]) -> list[dict[str, float]] | None:
+    """Per worker: RSS once the run is MEMORY_WARM_FRACTION in, and at its end."""
+    samples = row.get("rss_mib_samples") or []
+    if len(samples) < 2:
+        return None
+    warm = next((sizes for seconds, sizes in samples if seconds >= row["seconds"] * MEMORY_WARM_FRACTION), None)
+    end = samples[-1][1]
+    if not warm:
+        return None
+    common = [pid for pid in warm if pid in end]
+    return [{"from_mib": warm[pid], "to_mib": end[pid], "growth": end[pid] / warm[pid] - 1} for pid in common] or None
 
 
 def format_profile(profile: dict[str, Any], top: int = 15) -> str:

@@ -33,13 +33,14 @@ from .database import (
 from service.testing import serve_jwks
 
 from .issuer import TokenFile, pick_users
-from .server import ServiceProcess, free_port, process_tree_cpu_seconds, service_env, start_service
+from .server import ServiceProcess, free_port, process_tree_cpu_seconds, sampling_rss, service_env, start_service
 
 # Order matters: healthz first (the ceiling the others are divided by), creates last but one so
 # that list, get and toggle see exactly the seeded 50 tasks per user.
 WORKLOADS = ("healthz", "list", "get", "toggle", "create", "mixed")
 ADDING_WORKLOADS = ("create", "mixed")  # add rows: afterwards the data no longer matches its seed
 IDS_PER_USER = 50  # task ids per user in the wrk data file
+RSS_SAMPLES_PER_RUN = 20  # worker memory sampled this many times during each run (at most every 1 s)
 SMOKE_TIMEOUT_SECONDS = 10.0
 
 
@@ -233,7 +234,8 @@ def _one_run(options, wrk, service: ServiceProcess, postmaster: int | None, toke
         collapsed = options.bench_dir / f"{stamp}-profile-{workload}-{connections}.txt"
         recording = (profile.start_recording(py_spy, pid, options.duration_seconds, collapsed), collapsed, pid)
     try:
-        result = load.run_wrk(wrk, service.base_url, tokens.path, workload, connections, options.duration_seconds)
+        with sampling_rss(service, max(1.0, options.duration_seconds / RSS_SAMPLES_PER_RUN)) as rss_samples:
+            result = load.run_wrk(wrk, service.base_url, tokens.path, workload, connections, options.duration_seconds)
     except BaseException:
         if recording and recording[0].poll() is None:
             recording[0].kill()
@@ -254,7 +256,7 @@ def _one_run(options, wrk, service: ServiceProcess, postmaster: int | None, toke
     row = {"workload": workload, "connections": connections, "profiled": recording is not None, **result.as_dict(),
            "service_cpu_us_per_request": per_request(cpu_before[0], cpu_after[0]),
            "postgres_cpu_us_per_request": per_request(cpu_before[1], cpu_after[1]),
-           "rss_mib_before": rss_before, "rss_mib_after": service.rss_mib()}  # fmt: skip
+           "rss_mib_before": rss_before, "rss_mib_after": service.rss_mib(), "rss_mib_samples": rss_samples}  # fmt: skip
     lat = result.latency_us
     progress(
         f"{workload:<8} -c {connections:<3} {result.rps:8.0f} req/s  p50 {lat['p50'] / 1000:6.2f} ms  "

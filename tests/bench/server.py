@@ -5,14 +5,17 @@ that a stop reaches every worker.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 import psutil
@@ -141,6 +144,29 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 pass
         return self.process.returncode
+
+
+@contextlib.contextmanager
+def sampling_rss(service: ServiceProcess, interval_seconds: float) -> Iterator[list[list]]:
+    """Every `interval_seconds` while the block runs: [seconds since start, {worker pid: RSS MiB}]."""
+    samples: list[list] = []
+    stop = threading.Event()
+    started = time.monotonic()
+
+    def sample() -> None:
+        while True:
+            samples.append([round(time.monotonic() - started, 1), service.rss_mib()])
+            if stop.wait(interval_seconds):
+                return
+
+    thread = threading.Thread(target=sample, name="rss-sampler", daemon=True)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        thread.join()
+        samples.append([round(time.monotonic() - started, 1), service.rss_mib()])
 
 
 def process_tree_cpu_seconds(pid: int) -> float:
