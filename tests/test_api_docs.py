@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from fastapi.routing import APIRoute
 
@@ -86,3 +88,26 @@ async def test_success_headers_are_documented(spec, key):
 async def test_docs_page_is_served(client):
     response = await client.get("/docs")
     assert response.status_code == 200 and "swagger" in response.text.lower()
+
+
+PARAMETERS = {
+    ("GET", "/api/{user_id}/tasks"): {"user_id", "status", "sort", "q", "limit", "cursor"},
+    ("POST", "/api/{user_id}/tasks"): {"user_id", "Idempotency-Key"},
+    ("GET", "/api/{user_id}/tasks/{task_id}"): {"user_id", "task_id"},
+    ("PUT", "/api/{user_id}/tasks/{task_id}"): {"user_id", "task_id", "If-Match"},
+    ("PATCH", "/api/{user_id}/tasks/{task_id}"): {"user_id", "task_id", "If-Match"},
+    ("PATCH", "/api/{user_id}/tasks/{task_id}/complete"): {"user_id", "task_id", "If-Match"},
+    ("DELETE", "/api/{user_id}/tasks/{task_id}"): {"user_id", "task_id", "If-Match"},
+}
+
+
+@pytest.mark.parametrize("key", list(PARAMETERS), ids=[" ".join(k) for k in PARAMETERS])
+async def test_parameters_are_documented_once_and_path_ones_are_required(spec, key):
+    method, path = key
+    parameters = operation(spec, method, path).get("parameters", [])
+    names = [p["name"] for p in parameters]
+    assert sorted(names) == sorted(PARAMETERS[key])  # each once
+    in_path = {p["name"] for p in parameters if p["in"] == "path"}
+    assert in_path == set(re.findall(r"{(\w+)}", path))
+    assert all(p["required"] for p in parameters if p["in"] == "path")
+    assert all("type" in p["schema"] for p in parameters)

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import re
-from typing import Annotated
 from urllib.parse import quote, urlencode
 
 import asyncpg
 import orjson
-from pydantic import BeforeValidator
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from ..api_docs import problem_responses, success_headers
-from ..auth.dependencies import Owner
+from ..auth.dependencies import USER_ID_MAX_CHARS, owner
 from ..db.session import user_transaction
-from ..errors import IdempotencyKeyReused, InvalidRequest, PreconditionFailed, TaskNotFound
+from ..errors import IdempotencyKeyReused, PreconditionFailed, TaskNotFound
 from . import queries
 from .conditions import IF_MATCH_PATTERN, etag, expected_versions
 from .cursor import MAX_CURSOR_CHARS, decode_cursor, encode_cursor
+from .params import choice, integer, openapi_parameters, parse, text
 from .schemas import (
     LIST_DEFAULT_LIMIT,
     LIST_MAX_LIMIT,
@@ -50,21 +48,29 @@ def transaction(request: Request, user_id: str) -> contextlib.AbstractAsyncConte
         acquire_timeout_seconds=settings.db_pool_acquire_timeout_seconds,
         statement_timeout_ms=settings.db_statement_timeout_ms,
     )
-def _canonical_id(value: object) -> object:
-    # One spelling per task: "+7", "007", "7.0" or "0_7" must not name task 7 (pydantic's lax int would).
-    if isinstance(value, str) and not _CANONICAL_ID.fullmatch(value):
-        raise ValueError("must be a positive integer without sign, leading zeros or separators")
-    return value
+USER_ID = text("user_id", "path", min_length=1, max_length=USER_ID_MAX_CHARS, description="Better Auth user id")
+TASK_ID = integer("task_id", "path", minimum=1, maximum=TASK_ID_MAX, canonical=True, description="The task's id")
+IF_MATCH = text("If-Match", "header", max_length=8192, pattern=IF_MATCH_PATTERN, rule="must be * or a list of quoted ETags",
+                description='`*` or ETags from a GET (`"12-3"`); 412 when the task changed since')  # fmt: skip
+IDEMPOTENCY_KEY = text("Idempotency-Key", "header", max_length=255, pattern=r"^[\x21-\x7e]{1,255}$",
+                       rule="must be visible ASCII characters", description="1-255 visible ASCII characters; retrying a POST with the same key returns the first result")  # fmt: skip
+STATUS = choice("status", Status, Status.all)
+SORT = choice("sort", Sort, Sort.created_at_desc)
+QUERY = text("q", "query", max_length=QUERY_MAX_CHARS, pattern=TEXT_PATTERN, rule="must not contain NUL characters",
+             description="case-insensitive text search")  # fmt: skip
+LIMIT = integer("limit", "query", minimum=1, maximum=LIST_MAX_LIMIT, default=LIST_DEFAULT_LIMIT)
+CURSOR = text("cursor", "query", max_length=MAX_CURSOR_CHARS, pattern=r"^[A-Za-z0-9_-]+$", rule="the cursor is not valid",
+              description="opaque; from the Link rel=next")  # fmt: skip
 
 
-_CANONICAL_ID = re.compile(r"[1-9][0-9]{0,18}")
-TaskId = Annotated[
-    int, Path(ge=1, le=TASK_ID_MAX, description="The task's id"), BeforeValidator(_canonical_id)
-]
-IfMatch = Annotated[
-    str | None,
-    Header(pattern=IF_MATCH_PATTERN, description='`*` or ETags from a GET (`"12-3"`); 412 when the task changed since'),
-]
+def caller(request: Request) -> str:
+    """The request's owner: the path's user id, which must be the verified token's subject (403)."""
+    (user_id,) = parse(request, USER_ID)
+    return owner(request, user_id)
+
+
+def body_schema(model: type) -> dict:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
 def task_response(record: asyncpg.Record, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -92,25 +98,12 @@ async def _write_outcome(db: asyncpg.Connection, user_id: str, task_id: int, ver
     "",
     response_model=list[Task],
     summary="List the caller's tasks",
+    openapi_extra=openapi_parameters(USER_ID, STATUS, SORT, QUERY, LIMIT, CURSOR),
     responses={200: success_headers(Link='<…?cursor=…>; rel="next" when there is a next page')},
 )
-async def list_tasks(
-    request: Request,
-    user_id: Owner,
-    status: Status = Status.all,
-    sort: Sort = Sort.created_at_desc,
-    q: Annotated[
-        str | None,
-        Query(max_length=QUERY_MAX_CHARS, description="case-insensitive text search", json_schema_extra={"pattern": TEXT_PATTERN}),
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=LIST_MAX_LIMIT)] = LIST_DEFAULT_LIMIT,
-    cursor: Annotated[
-        str | None,
-        Query(max_length=MAX_CURSOR_CHARS, pattern=r"^[A-Za-z0-9_-]+$", description="opaque; from the Link rel=next"),
-    ] = None,
-) -> Response:
-    if q is not None and "\x00" in q:
-        raise InvalidRequest("q: must not contain NUL characters", [{"field": "q", "message": "NUL character"}])
+async def list_tasks(request: Request) -> Response:
+    user_id = caller(request)
+    status, sort, q, limit, cursor = parse(request, STATUS, SORT, QUERY, LIMIT, CURSOR)
     query = q or None
     column = sort.value.lstrip("-")
     descending = sort.value.startswith("-")
@@ -133,24 +126,16 @@ async def list_tasks(
     status_code=201,
     response_model=Task,
     summary="Create a task",
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": TaskCreate.model_json_schema()}}}},
+    openapi_extra={**openapi_parameters(USER_ID, IDEMPOTENCY_KEY), **body_schema(TaskCreate)},
     responses={
         201: success_headers(Location="The new task's URL", ETag="Strong validator of the task",
                              **{"Idempotent-Replayed": "true when this answers a retried Idempotency-Key"}),
         **problem_responses(413, 415),
     },
 )
-async def create_task(
-    request: Request,
-    user_id: Owner,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            pattern=r"^[\x21-\x7e]{1,255}$",
-            description="1-255 visible ASCII characters; retrying a POST with the same key returns the first result",
-        ),
-    ] = None,
-) -> Response:
+async def create_task(request: Request) -> Response:
+    user_id = caller(request)
+    (idempotency_key,) = parse(request, IDEMPOTENCY_KEY)
     body: TaskCreate = parse_body(TaskCreate, request.headers.get("content-type"), await request.body())
     if idempotency_key is None:
         async with transaction(request, user_id) as db:
@@ -174,10 +159,12 @@ async def create_task(
 
 
 @router.get(
-    "/{task_id}", response_model=Task, summary="Get one task",
+    "/{task_id}", response_model=Task, summary="Get one task", openapi_extra=openapi_parameters(USER_ID, TASK_ID),
     responses={200: success_headers(ETag="Strong validator of this version of the task; send it back in If-Match"), **problem_responses(404)},
 )
-async def get_task(request: Request, user_id: Owner, task_id: TaskId) -> Response:
+async def get_task(request: Request) -> Response:
+    user_id = caller(request)
+    (task_id,) = parse(request, TASK_ID)
     async with transaction(request, user_id) as db:
         record = await queries.get_task(db, user_id, task_id)
     if record is None:
@@ -189,10 +176,12 @@ async def get_task(request: Request, user_id: Owner, task_id: TaskId) -> Respons
     "/{task_id}",
     response_model=Task,
     summary="Replace a task's title, description and completed",
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": TaskReplace.model_json_schema()}}}},
+    openapi_extra={**openapi_parameters(USER_ID, TASK_ID, IF_MATCH), **body_schema(TaskReplace)},
     responses={200: success_headers(ETag="Strong validator of this version of the task; send it back in If-Match"), **problem_responses(404, 412, 413, 415)},
 )
-async def replace_task(request: Request, user_id: Owner, task_id: TaskId, if_match: IfMatch = None) -> Response:
+async def replace_task(request: Request) -> Response:
+    user_id = caller(request)
+    task_id, if_match = parse(request, TASK_ID, IF_MATCH)
     body: TaskReplace = parse_body(TaskReplace, request.headers.get("content-type"), await request.body())
     versions = expected_versions(if_match, task_id)
     async with transaction(request, user_id) as db:
@@ -206,10 +195,12 @@ async def replace_task(request: Request, user_id: Owner, task_id: TaskId, if_mat
     "/{task_id}",
     response_model=Task,
     summary="Change some of a task's fields",
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": TaskPatch.model_json_schema()}}}},
+    openapi_extra={**openapi_parameters(USER_ID, TASK_ID, IF_MATCH), **body_schema(TaskPatch)},
     responses={200: success_headers(ETag="Strong validator of this version of the task; send it back in If-Match"), **problem_responses(404, 412, 413, 415)},
 )
-async def patch_task(request: Request, user_id: Owner, task_id: TaskId, if_match: IfMatch = None) -> Response:
+async def patch_task(request: Request) -> Response:
+    user_id = caller(request)
+    task_id, if_match = parse(request, TASK_ID, IF_MATCH)
     body: TaskPatch = parse_body(TaskPatch, request.headers.get("content-type"), await request.body())
     versions = expected_versions(if_match, task_id)
     changes = {name: getattr(body, name) for name in body.model_fields_set}
@@ -222,9 +213,12 @@ async def patch_task(request: Request, user_id: Owner, task_id: TaskId, if_match
 
 @router.patch(
     "/{task_id}/complete", response_model=Task, summary="Toggle completed",
+    openapi_extra=openapi_parameters(USER_ID, TASK_ID, IF_MATCH),
     responses={200: success_headers(ETag="Strong validator of this version of the task; send it back in If-Match"), **problem_responses(404, 412)},
 )
-async def toggle_task(request: Request, user_id: Owner, task_id: TaskId, if_match: IfMatch = None) -> Response:
+async def toggle_task(request: Request) -> Response:
+    user_id = caller(request)
+    task_id, if_match = parse(request, TASK_ID, IF_MATCH)
     versions = expected_versions(if_match, task_id)
     async with transaction(request, user_id) as db:
         record = await queries.toggle_task(db, user_id, task_id, versions)
@@ -234,10 +228,12 @@ async def toggle_task(request: Request, user_id: Owner, task_id: TaskId, if_matc
 
 
 @router.delete(
-    "/{task_id}", status_code=204, summary="Delete a task",
+    "/{task_id}", status_code=204, summary="Delete a task", openapi_extra=openapi_parameters(USER_ID, TASK_ID, IF_MATCH),
     responses={204: success_headers(), **problem_responses(404, 412)},
 )
-async def delete_task(request: Request, user_id: Owner, task_id: TaskId, if_match: IfMatch = None) -> Response:
+async def delete_task(request: Request) -> Response:
+    user_id = caller(request)
+    task_id, if_match = parse(request, TASK_ID, IF_MATCH)
     versions = expected_versions(if_match, task_id)
     async with transaction(request, user_id) as db:
         if not await queries.delete_task(db, user_id, task_id, versions):
