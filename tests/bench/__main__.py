@@ -82,7 +82,7 @@ def parse_args(argv: list[str] | None) -> BenchOptions:
     parts.add_argument("--skip-db-floor", action="store_true", help="no pgbench")
     parts.add_argument("--skip-verifier", action="store_true", help="no verifier micro-benchmarks")
     parts.add_argument("--profile", nargs="?", const="list:16", default=None, metavar="WORKLOAD:CONNS", help="py-spy one worker during that run (default list:16); needs py-spy installed")
-    parser.add_argument("--output", type=Path, default=None, help="JSON result path (default .bench/<timestamp>.json)")
+    parser.add_argument("--output", type=Path, default=None, help="JSON result path, relative to the repository root (default .bench/<timestamp>.json)")
     args = parser.parse_args(argv)
 
     profile = None
@@ -109,7 +109,7 @@ def parse_args(argv: list[str] | None) -> BenchOptions:
         skip_verifier=args.skip_verifier,
         profile=profile,
         bench_dir=REPO_ROOT / ".bench",
-        output=args.output,
+        output=REPO_ROOT / args.output if args.output else None,  # make runs us from tests/
     )
 
 
