@@ -47,6 +47,7 @@ class Resources:
 
     settings: Settings
     pool: asyncpg.Pool
+    pool_gate: asyncio.Semaphore  # first come, first served for the pool (see db.session)
     http: httpx.AsyncClient
     jwks: JWKSCache
     verifier: TokenVerifier
@@ -187,7 +188,10 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 
             verifier = build_verifier(settings, http, clock=clock)
             jwks = verifier.keys
-            app.state.resources = Resources(settings=settings, pool=pool, http=http, jwks=jwks, verifier=verifier)
+            app.state.resources = Resources(
+                settings=settings, pool=pool, pool_gate=asyncio.Semaphore(settings.db_pool_max_size),
+                http=http, jwks=jwks, verifier=verifier,
+            )  # fmt: skip
             refresher = asyncio.create_task(jwks.run_refresher(), name="jwks-refresher")
             stack.push_async_callback(jwks.aclose)
             stack.push_async_callback(_cancel, refresher)

@@ -42,11 +42,29 @@ def begin_as(user_id: str, statement_timeout_ms: int) -> str:
     )
 
 
-async def acquire_connection(pool: asyncpg.Pool, timeout_seconds: float) -> asyncpg.Connection:
-    """A pooled connection; waiting is bounded, and failing to get one is a 503, not a 500."""
+async def acquire_connection(
+    pool: asyncpg.Pool, timeout_seconds: float, gate: asyncio.Semaphore | None = None
+) -> asyncpg.Connection:
+    """A pooled connection; waiting is bounded, and failing to get one is a 503, not a 500.
+
+    `gate`, a semaphore as large as the pool, makes the wait first come, first served: asyncpg's
+    pool waits on an asyncio.Queue, where a newcomer can take the connection released for a
+    waiter, which then queues again at the back. Under load that starved some requests (make
+    bench at 64 connections, p99: list 146-289 ms without the gate, 80-123 ms with it; mixed
+    215-265 ms, then 63-78 ms).
+    The caller releases the gate after the connection (see user_transaction).
+    """
     try:
-        return await pool.acquire(timeout=timeout_seconds)
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(timeout_seconds):
+            if gate is not None:
+                await gate.acquire()
+            try:
+                return await pool.acquire()
+            except BaseException:
+                if gate is not None:
+                    gate.release()
+                raise
+    except TimeoutError:
         raise DatabaseUnavailable("all database connections are busy, retry shortly") from None
     except Exception as exc:  # noqa: BLE001 - cannot connect at all: not the caller's fault
         log.warning("cannot get a database connection: %s", type(exc).__name__)
@@ -55,10 +73,15 @@ async def acquire_connection(pool: asyncpg.Pool, timeout_seconds: float) -> asyn
 
 @contextlib.asynccontextmanager
 async def user_transaction(
-    pool: asyncpg.Pool, user_id: str, *, acquire_timeout_seconds: float, statement_timeout_ms: int = 5000
+    pool: asyncpg.Pool,
+    user_id: str,
+    *,
+    acquire_timeout_seconds: float,
+    statement_timeout_ms: int = 5000,
+    gate: asyncio.Semaphore | None = None,
 ) -> AsyncIterator[asyncpg.Connection]:
     """Run the body in a transaction as `user_id`; commit on success, roll back on any error."""
-    conn = await acquire_connection(pool, acquire_timeout_seconds)
+    conn = await acquire_connection(pool, acquire_timeout_seconds, gate)
     try:
         await conn.execute(begin_as(user_id, statement_timeout_ms))
         try:
@@ -72,7 +95,11 @@ async def user_transaction(
             raise
         await conn.execute("COMMIT")
     finally:
-        await pool.release(conn)
+        try:
+            await pool.release(conn)
+        finally:
+            if gate is not None:
+                gate.release()
 
 
 async def keep_session(conn: asyncpg.Connection) -> None:

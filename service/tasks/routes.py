@@ -47,7 +47,10 @@ def transaction(request: Request, user_id: str) -> contextlib.AbstractAsyncConte
         user_id,
         acquire_timeout_seconds=settings.db_pool_acquire_timeout_seconds,
         statement_timeout_ms=settings.db_statement_timeout_ms,
+        gate=resources.pool_gate,
     )
+
+
 USER_ID = text("user_id", "path", min_length=1, max_length=USER_ID_MAX_CHARS, description="Better Auth user id")
 TASK_ID = integer("task_id", "path", minimum=1, maximum=TASK_ID_MAX, canonical=True, description="The task's id")
 IF_MATCH = text("If-Match", "header", max_length=8192, pattern=IF_MATCH_PATTERN, rule="must be * or a list of quoted ETags",
