@@ -113,7 +113,6 @@ def parse(request: Request, *params: Param) -> list[Any]:
         try:
             values.append(param.convert(raw))
         except ValueError as exc:
-            values.append(None)
             errors.append({"field": param.name, "message": str(exc)})
     if errors:
         raise InvalidRequest("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors)

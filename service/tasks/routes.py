@@ -55,8 +55,10 @@ USER_ID = text("user_id", "path", min_length=1, max_length=USER_ID_MAX_CHARS, de
 TASK_ID = integer("task_id", "path", minimum=1, maximum=TASK_ID_MAX, canonical=True, description="The task's id")
 IF_MATCH = text("If-Match", "header", max_length=8192, pattern=IF_MATCH_PATTERN, rule="must be * or a list of quoted ETags",
                 description='`*` or ETags from a GET (`"12-3"`); 412 when the task changed since')  # fmt: skip
-IDEMPOTENCY_KEY = text("Idempotency-Key", "header", max_length=255, pattern=r"^[\x21-\x7e]{1,255}$",
-                       rule="must be visible ASCII characters", description="1-255 visible ASCII characters; retrying a POST with the same key returns the first result")  # fmt: skip
+IDEMPOTENCY_KEY = text(
+    "Idempotency-Key", "header", max_length=255, pattern=r"^[\x21-\x7e]{1,255}$", rule="must be visible ASCII characters",
+    description="1-255 visible ASCII characters; retrying a POST with the same key returns the first result",
+)
 STATUS = choice("status", Status, Status.all)
 SORT = choice("sort", Sort, Sort.created_at_desc)
 QUERY = text("q", "query", max_length=QUERY_MAX_CHARS, pattern=TEXT_PATTERN, rule="must not contain NUL characters",

@@ -1,5 +1,5 @@
-"""Optional sampling profile of one worker with py-spy (not a dependency: `pip install py-spy`
-into the venv by hand). `py-spy record --format raw --gil` writes collapsed stacks of the thread
+"""Optional sampling profile of one worker with py-spy (a dev dependency, in the venv that make
+builds). `py-spy record --format raw --gil` writes collapsed stacks of the thread
 holding the GIL (so idle threads and the event loop's wait in epoll are left out); the summary is
 the top functions by own time and by inclusive time, as shares of those samples.
 """
