@@ -96,7 +96,9 @@ async def user_transaction(
         await conn.execute("COMMIT")
     finally:
         try:
-            await pool.release(conn)
+            # Bounded like the acquire: releasing a connection whose query timed out waits for
+            # the server to confirm the cancel, which a frozen server never does.
+            await pool.release(conn, timeout=acquire_timeout_seconds)
         finally:
             if gate is not None:
                 gate.release()
