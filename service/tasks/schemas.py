@@ -79,7 +79,7 @@ class TaskPatch(_Body):
 
 
 class Task(BaseModel):
-    """A task as the API returns it (documentation; responses are serialised from rows)."""
+    """A task as the API returns it (documentation: PostgreSQL writes the JSON, see queries.TASK_DOCUMENT)."""
 
     id: int
     user_id: str
