@@ -26,6 +26,7 @@ from .auth.dependencies import PROTECTED_PREFIX, BearerAuthMiddleware
 from .auth.jwks import JWKSCache
 from .auth.tokens import TokenVerifier
 from .auth.verifier import build_verifier
+from .body_limit import BodyLimitMiddleware
 from .db.embedded import DATABASE_NAME, EmbeddedPostgres, ensure_database, start_embedded_postgres
 from .db.migrate import apply_migrations
 from .db.pool import UNAVAILABLE_ERRORS, connect, create_pool
@@ -126,36 +127,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
-class BodyLimitMiddleware:
-    """413 for a body over the limit: at once from Content-Length, or as soon as it streams past it."""
-
-    def __init__(self, app, max_body_bytes: int) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = self.max_body_bytes
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await render_error(errors.PayloadTooLarge(f"the body exceeds {limit} bytes"), scope, send)
-                return
-        received = 0
-
-        async def limited_receive() -> dict:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise errors.PayloadTooLarge(f"the body exceeds {limit} bytes")
-            return message
-
-        await self.app(scope, limited_receive, send)
-
-
 async def open_database(settings: Settings, stack: contextlib.AsyncExitStack) -> str:
     """The DSN to use: DATABASE_URL, or an embedded server started (and stopped) with the app."""
     if settings.database_url:
@@ -216,7 +187,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app.state.readiness = ReadinessProbe()
     # Each add_middleware wraps the previous ones: the last added runs first. The Bearer check runs
     # before the size limit, so an anonymous caller gets 401 whatever it sends.
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes, render_error=render_error)
     app.add_middleware(BearerAuthMiddleware, render_error=render_error)
     if settings.cors_origins:  # outside the Bearer check: preflights carry no token
         app.add_middleware(

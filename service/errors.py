@@ -6,6 +6,8 @@ internals (no SQL, no stack, no token).
 
 from __future__ import annotations
 
+from typing import Awaitable, Callable
+
 
 _DESCRIPTION_CHARS = frozenset(chr(c) for c in range(0x20, 0x7F)) - {'"', "\\"}
 
@@ -126,3 +128,7 @@ class IdempotencyKeyReused(ServiceError):
     status = 422
     code = "idempotency_key_reused"
     title = "Unprocessable Content"
+
+
+# How ASGI middleware answers with an error before routing: (error, scope, send).
+RenderError = Callable[[ServiceError, dict, Callable[[dict], Awaitable[None]]], Awaitable[None]]

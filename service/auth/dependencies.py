@@ -8,18 +8,15 @@ validation: 401 comes before 422.
 from __future__ import annotations
 
 import re
-from typing import Awaitable, Callable
 
 from fastapi import Request
 
-from ..errors import Forbidden, InvalidToken, MissingToken, ServiceError
+from ..errors import Forbidden, InvalidToken, MissingToken, RenderError, ServiceError
 from .tokens import TokenVerifier
 
 PROTECTED_PREFIX = "/api/"
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1
 USER_ID_MAX_CHARS = 255
-
-Send = Callable[[dict], Awaitable[None]]
 
 
 def bearer_token(headers: list[tuple[bytes, bytes]]) -> str:
@@ -41,7 +38,7 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> str:
 class BearerAuthMiddleware:
     """Verifies the Bearer token of every `/api/` request and stores the Principal in the scope."""
 
-    def __init__(self, app, render_error: Callable[[ServiceError, dict, Send], Awaitable[None]]) -> None:
+    def __init__(self, app, render_error: RenderError) -> None:
         self.app = app
         self.render_error = render_error
 
