@@ -37,7 +37,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -54,6 +53,7 @@ import pytest
 import respx
 from conftest import assert_problem, create
 from support.jwks_host import serving_jwks
+from support.ports import free_port
 
 from service.health import ReadinessProbe
 from service.testing import FakeBetterAuth
@@ -78,12 +78,6 @@ SHUTDOWN_LOG_LINE = "Application shutdown complete."
 # timeout closes them; at equal timeouts a request can race the server's close (a ReadError
 # that is the client's, not the service's).
 CLIENT_LIMITS = httpx.Limits(keepalive_expiry=1.0)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -15,7 +15,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from typing import Iterator
 import httpx
 import psutil
 import pytest
+from support.ports import free_port
 
 from service.testing import FakeBetterAuth, serve_jwks
 
@@ -43,13 +43,6 @@ REQUEST_TIMEOUT_SECONDS = 15.0  # > JWKS_MIN_REFETCH_INTERVAL_SECONDS: the longe
 # the shutdown was graceful is checked too: the lifespan's shutdown line and PostgreSQL stopped.
 CLEAN_EXIT_CODES = (0,)
 SHUTDOWN_LOG_LINE = "Application shutdown complete."
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now (bound then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- the JWKS host ---------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from typing import Iterator
 import httpx
 import pytest
 from support.jwks_host import serving_jwks
-from support.pgbouncer import free_port
+from support.ports import free_port
 
 from service.settings import REPO_ROOT
 from service.testing import FakeBetterAuth

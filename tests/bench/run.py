@@ -31,9 +31,10 @@ from .database import (
     task_ids,
 )
 from service.testing import serve_jwks
+from support.ports import free_port
 
 from .issuer import TokenFile, pick_users
-from .server import ServiceProcess, free_port, process_tree_cpu_seconds, sampling_rss, service_env, start_service
+from .server import ServiceProcess, process_tree_cpu_seconds, sampling_rss, service_env, start_service
 
 # Order matters: healthz first (the ceiling the others are divided by), creates last but one so
 # that list, get and toggle see exactly the seeded 50 tasks per user.

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,12 +27,6 @@ KILL_DEADLINE_SECONDS = 5.0
 POLL_INTERVAL_SECONDS = 0.2
 PROBE_TIMEOUT_SECONDS = 2.0
 LOG_TAIL_CHARS = 4000
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def access_log_setting() -> dict[str, str]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import httpx
 import pytest
 
 from support.node import npm_ci
+from support.ports import free_port
 
 from .conftest import BetterAuthIssuer, IssuerConfig
 
@@ -50,12 +50,6 @@ def nextjs_installed() -> str:
 
 
 # -- the service, as a subprocess on this session's database ------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager

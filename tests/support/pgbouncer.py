@@ -29,17 +29,13 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
 
+from .ports import free_port
+
 PGBOUNCER_PATHS = ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer")
 INSTALL_COMMAND = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "pgbouncer"]
 INSTALL_TIMEOUT_SECONDS = 300
 START_DEADLINE_SECONDS = 15.0
 STOP_DEADLINE_SECONDS = 10.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def psql_binary() -> Path:
