@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run migrate test fuzz bench dev clean
+.PHONY: install run migrate lint test fuzz bench dev clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=...)")'
@@ -22,12 +22,16 @@ run: install  ## serve on HOST:PORT (embedded PostgreSQL unless DATABASE_URL is 
 migrate: install  ## apply database migrations and exit
 	$(PY) -m service migrate
 
-test: install  ## the whole suite, against a real PostgreSQL
+lint: install  ## ruff (lint and format) on service/ and tests/
+	$(VENV)/bin/ruff check service tests
+	$(VENV)/bin/ruff format --check service tests
+
+test: install lint  ## lint, then the whole suite against a real PostgreSQL
 	bash tests/support/system-packages.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 fuzz: install  ## a long schemathesis run (FUZZ_EXAMPLES cases per operation, random seed)
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-5000} FUZZ_RANDOM=1 $(PY) -m pytest tests/test_fuzz.py -p no:timeout $(PYTEST_ARGS)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-5000} FUZZ_RANDOM=1 $(PY) -m pytest tests/security/test_fuzz.py -p no:timeout $(PYTEST_ARGS)
 
 bench: install  ## throughput/latency against in-run ceilings; results in .bench/
 	cd tests && $(abspath $(PY)) -m bench $(BENCH_ARGS)

@@ -8,9 +8,7 @@ import contextlib
 import signal
 import sys
 
-
 from .observability import configure_logging
-
 from .settings import Settings, SettingsError, load_settings
 
 

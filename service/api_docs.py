@@ -12,24 +12,50 @@ _PROBLEM_SCHEMA = Problem.model_json_schema()
 
 # status -> (description, code of the example, detail of the example, headers)
 _PROBLEMS: dict[int, tuple[str, str, str, dict[str, str]]] = {
-    401: ("Missing, malformed, expired or untrusted Bearer token", "invalid_token", "token has expired",
-          {"WWW-Authenticate": 'Bearer error="invalid_token", error_description="…" (RFC 6750)'}),
-    403: ("The token's subject is not the user named in the path", "forbidden",
-          "the token's subject does not match the user in the path", {}),
+    401: (
+        "Missing, malformed, expired or untrusted Bearer token",
+        "invalid_token",
+        "token has expired",
+        {"WWW-Authenticate": 'Bearer error="invalid_token", error_description="…" (RFC 6750)'},
+    ),
+    403: (
+        "The token's subject is not the user named in the path",
+        "forbidden",
+        "the token's subject does not match the user in the path",
+        {},
+    ),
     404: ("No such task, or it belongs to someone else", "task_not_found", "no such task", {}),
-    412: ("If-Match no longer matches the task's ETag", "precondition_failed",
-          "the task changed since that ETag; GET it again", {}),
+    412: (
+        "If-Match no longer matches the task's ETag",
+        "precondition_failed",
+        "the task changed since that ETag; GET it again",
+        {},
+    ),
     413: ("Body larger than MAX_BODY_BYTES", "payload_too_large", "the body exceeds 16384 bytes", {}),
     415: ("Body is not application/json", "unsupported_media_type", "the body must be application/json", {}),
-    422: ("Invalid body, query, header or id; `errors` names each field", "validation_failed",
-          "title: String should have at most 200 characters", {}),
-    503: ("Signing keys or the database are unavailable; retry later", "keys_unavailable",
-          "signing keys cannot be fetched (HTTP 502 from https://app.example.com/api/auth/jwks)",
-          {"Retry-After": "Seconds to wait before retrying"}),
+    422: (
+        "Invalid body, query, header or id; `errors` names each field",
+        "validation_failed",
+        "title: String should have at most 200 characters",
+        {},
+    ),
+    503: (
+        "Signing keys or the database are unavailable; retry later",
+        "keys_unavailable",
+        "signing keys cannot be fetched (HTTP 502 from https://app.example.com/api/auth/jwks)",
+        {"Retry-After": "Seconds to wait before retrying"},
+    ),
 }
-_TITLES = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 412: "Precondition Failed",
-           413: "Content Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Content",
-           503: "Service Unavailable"}
+_TITLES = {
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    412: "Precondition Failed",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    503: "Service Unavailable",
+}
 
 
 def _header_docs(headers: dict[str, str]) -> dict[str, Any]:

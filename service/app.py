@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -168,7 +169,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             stack.push_async_callback(_cancel, refresher)
             log.info("serving; keys from %s", settings.jwks_url)
             if urlsplit(settings.jwks_url).scheme == "http" and urlsplit(settings.jwks_url).hostname not in LOOPBACK:
-                log.warning("JWKS_URL is plain http: whoever can answer it can mint tokens; use https or a private network")
+                log.warning(
+                    "JWKS_URL is plain http: whoever can answer it can mint tokens; use https or a private network"
+                )
             yield
 
     app = FastAPI(

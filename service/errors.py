@@ -6,8 +6,7 @@ internals (no SQL, no stack, no token).
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable
-
+from collections.abc import Awaitable, Callable
 
 _DESCRIPTION_CHARS = frozenset(chr(c) for c in range(0x20, 0x7F)) - {'"', "\\"}
 
@@ -66,7 +65,9 @@ class DatabaseUnavailable(ServiceError):
     code = "database_unavailable"
     title = "Service Unavailable"
 
-    def __init__(self, detail: str = "the database is unavailable, retry shortly", retry_after_seconds: int = 2) -> None:
+    def __init__(
+        self, detail: str = "the database is unavailable, retry shortly", retry_after_seconds: int = 2
+    ) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after_seconds)})
 
 

@@ -58,7 +58,11 @@ class ReadinessProbe:
         if held is None or not held.keys:
             reason = resources.jwks.stats.last_error or "not fetched yet"
             problems.append(f"signing keys: none usable ({reason})")
-        body = {"status": "not ready" if problems else "ready", "problems": problems, "keys": len(held.keys) if held else 0}
+        body = {
+            "status": "not ready" if problems else "ready",
+            "problems": problems,
+            "keys": len(held.keys) if held else 0,
+        }
         return not problems, orjson.dumps(body)
 
 
@@ -105,7 +109,10 @@ async def metrics(request: Request) -> Response:
         f"token_cache_entries {verifier.cache_size}",
         "# HELP token_verifications_total Bearer verifications by outcome.",
         "# TYPE token_verifications_total counter",
-        *(f'token_verifications_total{{outcome="{outcome}"}} {count}' for outcome, count in sorted(verifier.outcomes.items())),
+        *(
+            f'token_verifications_total{{outcome="{outcome}"}} {count}'
+            for outcome, count in sorted(verifier.outcomes.items())
+        ),
         "# TYPE db_pool_connections gauge",
         f'db_pool_connections{{state="total"}} {resources.pool.get_size()}',
         f'db_pool_connections{{state="idle"}} {resources.pool.get_idle_size()}',

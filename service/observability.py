@@ -14,13 +14,16 @@ import re
 import time
 import uuid
 from collections import defaultdict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 REQUEST_ID_HEADER = b"x-request-id"
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 DURATION_BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 UNROUTED = "unrouted"
-KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # answered before routing (401 from the Bearer check, 413, 404)
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+)  # answered before routing (401 from the Bearer check, 413, 404)
 
 request_log = logging.getLogger("service.request")
 
@@ -45,7 +48,9 @@ class JSONFormatter(logging.Formatter):
 
 def configure_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(JSONFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JSONFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -85,7 +90,7 @@ class RequestMetrics:
         yield "# HELP http_request_duration_seconds Time to the end of the response, by route template."
         yield "# TYPE http_request_duration_seconds histogram"
         for route in sorted(self.observations):
-            for bound, count in zip(DURATION_BUCKETS_SECONDS, self.buckets[route]):
+            for bound, count in zip(DURATION_BUCKETS_SECONDS, self.buckets[route], strict=True):
                 yield f'http_request_duration_seconds_bucket{{route="{route}",le="{bound}"}} {count}'
             yield f'http_request_duration_seconds_bucket{{route="{route}",le="+Inf"}} {self.observations[route]}'
             yield f'http_request_duration_seconds_sum{{route="{route}"}} {self.sums[route]:.6f}'

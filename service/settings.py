@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -118,7 +119,9 @@ def _algorithms(name: str, value: str) -> tuple[str, ...]:
         if alg.upper().startswith("HS") or alg.lower() == "none":
             raise SettingsError(f"{name}: {alg} is refused (only asymmetric algorithms are verified)")
         if alg not in SUPPORTED_ALGORITHMS:
-            raise SettingsError(f"{name}: unknown algorithm {alg!r}; supported: {', '.join(sorted(SUPPORTED_ALGORITHMS))}")
+            raise SettingsError(
+                f"{name}: unknown algorithm {alg!r}; supported: {', '.join(sorted(SUPPORTED_ALGORITHMS))}"
+            )
     return algorithms
 
 

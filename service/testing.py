@@ -20,14 +20,15 @@ import json
 import secrets
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import httpx
-from joserfc.jws import JWSRegistry
 from joserfc.jwk import ECKey, OKPKey, RSAKey
+from joserfc.jws import JWSRegistry
 
 TOKEN_LIFETIME_SECONDS = 15 * 60  # Better Auth's jwt.expirationTime default: "15m"
 _KEY_FACTORIES: dict[str, Callable[[], Any]] = {
@@ -74,7 +75,9 @@ def sign_compact(header: dict[str, Any], payload: bytes | str, key: Any, alg: st
 class FakeBetterAuth:
     """Key pairs, a JWKS and Better Auth-shaped tokens, for respx-mocked integration tests."""
 
-    def __init__(self, base_url: str = "http://localhost:3000", alg: str = "EdDSA", *, clock: Callable[[], float] = time.time):
+    def __init__(
+        self, base_url: str = "http://localhost:3000", alg: str = "EdDSA", *, clock: Callable[[], float] = time.time
+    ):
         self.base_url = base_url.rstrip("/")
         self.jwks_url = f"{self.base_url}/api/auth/jwks"
         self.issuer = self.audience = self.base_url
@@ -108,7 +111,7 @@ class FakeBetterAuth:
         """Better Auth's payload, in its order: iat, the user object (no `image` when the user has
         none), then sub, exp, iss, aud (as observed from better-auth 1.7.25's /api/auth/token)."""
         now = int(self.clock())
-        stamp = datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        stamp = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         return {
             "iat": now,
             "name": name or f"User {user_id}",
@@ -158,7 +161,7 @@ def serve_jwks(alg: str = "EdDSA") -> Iterator[FakeBetterAuth]:
     issuer_ref: list[FakeBetterAuth] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             issuer = issuer_ref[0]
             if self.path != "/api/auth/jwks":
                 self.send_error(404)
@@ -171,7 +174,7 @@ def serve_jwks(alg: str = "EdDSA") -> Iterator[FakeBetterAuth]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -66,7 +66,10 @@ async def test_every_status_a_route_answers_is_documented(spec, method, path):
 @pytest.mark.parametrize("method, path", [k for k in EXPECTED if k[1].startswith("/api/")])
 async def test_api_routes_require_the_bearer_scheme_and_errors_are_problem_details(spec, method, path):
     assert spec["components"]["securitySchemes"]["HTTPBearer"] == {
-        "type": "http", "scheme": "bearer", "description": "A JWT from Better Auth's /api/auth/token"}
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A JWT from Better Auth's /api/auth/token",
+    }
     op = operation(spec, method, path)
     assert op["security"] == [{"HTTPBearer": []}]
     for status, response in op["responses"].items():

@@ -6,9 +6,9 @@ import json
 import logging
 
 import pytest
-from conftest import create
 
 from service.observability import JSONFormatter, client_address, hash_user, parse_networks
+from support.app import create
 
 
 async def test_request_id_is_echoed_when_sane_and_generated_otherwise(client):
@@ -17,7 +17,9 @@ async def test_request_id_is_echoed_when_sane_and_generated_otherwise(client):
     for bad in ("", "has space", "x" * 200):
         generated = (await client.get("/healthz", headers={"X-Request-ID": bad})).headers["x-request-id"]
         assert generated != bad and len(generated) == 32
-    assert (await client.get("/healthz")).headers["x-request-id"] != (await client.get("/healthz")).headers["x-request-id"]
+    assert (await client.get("/healthz")).headers["x-request-id"] != (await client.get("/healthz")).headers[
+        "x-request-id"
+    ]
 
 
 async def test_one_json_log_line_per_request_with_hashed_user_and_no_token(client, alice, caplog):
@@ -44,12 +46,17 @@ async def test_metrics_count_requests_by_route_and_status(client, alice):
     assert 'http_requests_total{method="GET",route="/api/{user_id}/tasks/{task_id}",status="404"} 1' in text
     assert 'http_requests_total{method="GET",route="unrouted",status="401"} 1' in text
     assert 'http_request_duration_seconds_count{route="/api/{user_id}/tasks"} 1' in text
-    assert 'token_verifications_total{outcome="ok"}' in text and 'token_verifications_total{outcome="missing"} 1' in text
+    assert (
+        'token_verifications_total{outcome="ok"}' in text and 'token_verifications_total{outcome="missing"} 1' in text
+    )
 
 
 async def test_cors_only_for_configured_origins_and_preflight_needs_no_token(start_app, alice):
     async with start_app(cors_origins=("https://app.example.com",)) as client:
-        preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
+        preflight = {
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        }
         allowed = await client.options(alice.url(), headers={"Origin": "https://app.example.com", **preflight})
         assert allowed.status_code == 200
         assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"

@@ -31,8 +31,10 @@ async def inspect_jwks(settings: Settings, token: str | None, out: TextIO) -> in
     async with httpx.AsyncClient(follow_redirects=False) as client:
         try:
             imported = await fetch_jwks(
-                client, settings.jwks_url,
-                timeout_seconds=settings.jwks_fetch_timeout_seconds, max_bytes=settings.jwks_max_bytes,
+                client,
+                settings.jwks_url,
+                timeout_seconds=settings.jwks_fetch_timeout_seconds,
+                max_bytes=settings.jwks_max_bytes,
             )
         except JWKSFetchError as exc:
             print(f"JWKS {settings.jwks_url}: cannot be used: {exc}", file=out)

@@ -14,8 +14,8 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 from .fetch import JWKSFetchError
 from .keys import ImportedKeys, PublicKey
@@ -154,7 +154,9 @@ class JWKSCache:
         """Wait for the next allowed fetch, shared by every request that needs it."""
         if self._scheduled is None:
             # Clamped: a wall clock stepped back must not turn the cooldown into an hour.
-            delay = min(max(0.0, self._last_attempt + self.min_refetch_interval - self._clock()), self.min_refetch_interval)
+            delay = min(
+                max(0.0, self._last_attempt + self.min_refetch_interval - self._clock()), self.min_refetch_interval
+            )
             self.stats.unknown_kid_refetches += 1
             self._scheduled = asyncio.create_task(self._refetch_after(delay))
         self.stats.cooldown_waits += 1
@@ -201,7 +203,11 @@ class JWKSCache:
         self.stats.failed += 1
         self.stats.last_error = reason
         if not self._failing:  # log once per state change, not once per attempt
-            log.warning("jwks fetch failing (%s); %s", reason, "keeping the last good keys" if self._current else "no keys held yet")
+            log.warning(
+                "jwks fetch failing (%s); %s",
+                reason,
+                "keeping the last good keys" if self._current else "no keys held yet",
+            )
             self._failing = True
 
     async def aclose(self) -> None:
@@ -220,7 +226,7 @@ class JWKSCache:
         while True:
             try:
                 result = await self.refresh()
-            except Exception:  # noqa: BLE001 - a bug here must not end routine refreshes for good
+            except Exception:
                 log.exception("jwks refresh raised")
                 result = None
             if result is not None:

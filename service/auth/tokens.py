@@ -10,16 +10,17 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from cachetools import LRUCache
 from joserfc.errors import JoseError
 from joserfc.jws import JWSRegistry
 
 from ..errors import InvalidToken, KeysUnavailable
-from .jwks import JWKSCache, KeysUnavailableError, UnknownKidError
 from .compact import b64decode, decode_json_segment, split_compact
+from .jwks import JWKSCache, KeysUnavailableError, UnknownKidError
 from .keys import MAX_KID_LENGTH
 
 MAX_SUBJECT_LENGTH = 255
@@ -203,18 +204,27 @@ class TokenVerifier:
         if claims["iss"] != self._issuer:
             raise InvalidToken("invalid 'iss' claim: wrong value or type", "claims")
         aud = claims["aud"]
-        if not (aud == self._audience or (isinstance(aud, list) and self._audience in aud and all(isinstance(a, str) for a in aud))):
+        if not (
+            aud == self._audience
+            or (isinstance(aud, list) and self._audience in aud and all(isinstance(a, str) for a in aud))
+        ):
             raise InvalidToken("invalid 'aud' claim: wrong value or type", "claims")
         if "jti" in claims and not isinstance(claims["jti"], str):
             raise InvalidToken("invalid 'jti' claim: wrong value or type", "claims")
         sub = claims["sub"]
         if not isinstance(sub, str) or not sub.strip() or len(sub) > MAX_SUBJECT_LENGTH or not sub.isprintable():
-            raise InvalidToken(f"sub must be a non-empty printable string of at most {MAX_SUBJECT_LENGTH} characters", "claims")
+            raise InvalidToken(
+                f"sub must be a non-empty printable string of at most {MAX_SUBJECT_LENGTH} characters", "claims"
+            )
 
 
 def _numeric_date(claims: dict[str, Any], name: str) -> float:
     """A NumericDate: a JSON number (not a bool, string, NaN or infinity) within a sane range."""
     value = claims[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -MAX_NUMERIC_DATE < value < MAX_NUMERIC_DATE:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not -MAX_NUMERIC_DATE < value < MAX_NUMERIC_DATE
+    ):
         raise InvalidToken(f"invalid {name!r} claim: wrong value or type", "claims")
     return value  # NaN fails the range comparison above

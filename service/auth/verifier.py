@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import httpx
 
@@ -26,13 +26,18 @@ def build_verifier(
 
     async def fetch() -> ImportedKeys:
         return await fetch_jwks(
-            http, settings.jwks_url, timeout_seconds=settings.jwks_fetch_timeout_seconds, max_bytes=settings.jwks_max_bytes
+            http,
+            settings.jwks_url,
+            timeout_seconds=settings.jwks_fetch_timeout_seconds,
+            max_bytes=settings.jwks_max_bytes,
         )
 
     keys = JWKSCache(
         fetch,
         min_refetch_interval_seconds=(
-            settings.jwks_min_refetch_interval_seconds if min_refetch_interval_seconds is None else min_refetch_interval_seconds
+            settings.jwks_min_refetch_interval_seconds
+            if min_refetch_interval_seconds is None
+            else min_refetch_interval_seconds
         ),
         refresh_interval_seconds=settings.jwks_refresh_interval_seconds,
         max_staleness_seconds=settings.jwks_max_staleness_seconds,

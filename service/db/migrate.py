@@ -65,7 +65,9 @@ async def apply_migrations(conn: asyncpg.Connection, directory: Path = MIGRATION
             recorded = await conn.fetchval("SELECT sha256 FROM schema_migrations WHERE version = $1", migration.version)
             if recorded is not None:
                 if recorded != migration.sha256:
-                    raise MigrationError(f"{migration.path.name} changed after it was applied; add a new migration instead")
+                    raise MigrationError(
+                        f"{migration.path.name} changed after it was applied; add a new migration instead"
+                    )
                 continue
             await conn.execute(migration.path.read_text(encoding="utf-8"))
             await conn.execute(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import asyncpg
 
@@ -66,7 +66,7 @@ async def acquire_connection(
                 raise
     except TimeoutError:
         raise DatabaseUnavailable("all database connections are busy, retry shortly") from None
-    except Exception as exc:  # noqa: BLE001 - cannot connect at all: not the caller's fault
+    except Exception as exc:
         log.warning("cannot get a database connection: %s", type(exc).__name__)
         raise DatabaseUnavailable() from exc
 

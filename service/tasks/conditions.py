@@ -22,7 +22,9 @@ def expected_versions(if_match: str | None, task_id: int) -> list[int] | None:
     if if_match is None or if_match.strip() == "*":
         return None
     if not _IF_MATCH.fullmatch(if_match):
-        raise InvalidRequest("If-Match must be * or a list of quoted ETags", [{"field": "If-Match", "message": "malformed"}])
+        raise InvalidRequest(
+            "If-Match must be * or a list of quoted ETags", [{"field": "If-Match", "message": "malformed"}]
+        )
     versions: list[int] = []
     for weak, tag in _ETAG_ITEM.findall(if_match):  # quoted tags may themselves hold commas
         owner_id, _, version = tag.partition("-")

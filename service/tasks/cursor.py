@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -42,7 +42,7 @@ def decode_cursor(cursor: str, options: dict[str, Any], column: str) -> tuple[An
         moment = datetime.fromisoformat(key)
         if moment.tzinfo is None:
             raise ValueError
-        return moment.astimezone(timezone.utc), task_id  # may overflow at the year's edges
+        return moment.astimezone(UTC), task_id  # may overflow at the year's edges
     except InvalidRequest:
         raise
     except (binascii.Error, ValueError, TypeError, KeyError, OverflowError, orjson.JSONDecodeError):

@@ -11,9 +11,10 @@ parameter is named in one 422.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from fastapi import Request
 

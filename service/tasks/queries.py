@@ -12,7 +12,7 @@ a list request's database work. Timestamps are written in the transaction's Time
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import asyncpg
@@ -44,7 +44,7 @@ async def task_exists(db: Executor, user_id: str, task_id: int) -> bool:
     return bool(await db.fetchval("SELECT 1 FROM tasks WHERE user_id = $1 AND id = $2", user_id, task_id))
 
 
-@lru_cache(maxsize=None)
+@cache
 def list_statement(column: str, descending: bool, status: str, with_query: bool, with_cursor: bool) -> str:
     """The list SQL for one combination of options (a finite set, so each is prepared once).
 
@@ -133,7 +133,9 @@ async def patch_task(
     )
 
 
-async def toggle_task(db: Executor, user_id: str, task_id: int, expected_versions: list[int] | None) -> asyncpg.Record | None:
+async def toggle_task(
+    db: Executor, user_id: str, task_id: int, expected_versions: list[int] | None
+) -> asyncpg.Record | None:
     return await db.fetchrow(
         "UPDATE tasks SET completed = NOT completed, version = version + 1, updated_at = now() "
         f"WHERE user_id = $1 AND id = $2 AND ($3::int[] IS NULL OR version = ANY($3::int[])) RETURNING {TASK_COLUMNS}",
@@ -153,9 +155,7 @@ async def delete_task(db: Executor, user_id: str, task_id: int, expected_version
     return bool(deleted)
 
 
-async def claim_idempotency_key(
-    db: Executor, user_id: str, key: str, fingerprint: bytes, ttl_hours: int
-) -> bool:
+async def claim_idempotency_key(db: Executor, user_id: str, key: str, fingerprint: bytes, ttl_hours: int) -> bool:
     """Take `key` for a new request; False when a live request already holds it.
 
     A concurrent duplicate blocks on the unique index until the first transaction ends. An
@@ -176,9 +176,7 @@ async def claim_idempotency_key(
     return bool(claimed)
 
 
-async def insert_task_for_key(
-    db: Executor, user_id: str, key: str, title: str, description: str
-) -> asyncpg.Record:
+async def insert_task_for_key(db: Executor, user_id: str, key: str, title: str, description: str) -> asyncpg.Record:
     """Create the task and record it against the idempotency key, in one statement."""
     return await db.fetchrow(
         "WITH created AS ("

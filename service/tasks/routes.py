@@ -33,8 +33,6 @@ from .schemas import (
     parse_body,
 )
 
-
-
 router = APIRouter(prefix="/api/{user_id}/tasks", tags=["tasks"], responses=problem_responses(401, 403, 422, 503))
 
 
@@ -56,7 +54,11 @@ TASK_ID = integer("task_id", "path", minimum=1, maximum=TASK_ID_MAX, canonical=T
 IF_MATCH = text("If-Match", "header", max_length=8192, pattern=IF_MATCH_PATTERN, rule="must be * or a list of quoted ETags",
                 description='`*` or ETags from a GET (`"12-3"`); 412 when the task changed since')  # fmt: skip
 IDEMPOTENCY_KEY = text(
-    "Idempotency-Key", "header", max_length=255, pattern=r"^[\x21-\x7e]{1,255}$", rule="must be visible ASCII characters",
+    "Idempotency-Key",
+    "header",
+    max_length=255,
+    pattern=r"^[\x21-\x7e]{1,255}$",
+    rule="must be visible ASCII characters",
     description="1-255 visible ASCII characters; retrying a POST with the same key returns the first result",
 )
 STATUS = choice("status", Status, Status.all)
@@ -116,7 +118,14 @@ async def list_tasks(request: Request) -> Response:
     after = decode_cursor(cursor, options, column) if cursor else None
     async with transaction(request, user_id) as db:
         found = await queries.list_tasks(
-            db, user_id, column=column, descending=descending, status=status.value, query=query, after=after, limit=limit
+            db,
+            user_id,
+            column=column,
+            descending=descending,
+            status=status.value,
+            query=query,
+            after=after,
+            limit=limit,
         )
     headers = {}
     if found["more"]:
@@ -133,8 +142,11 @@ async def list_tasks(request: Request) -> Response:
     summary="Create a task",
     openapi_extra={**openapi_parameters(USER_ID, IDEMPOTENCY_KEY), **body_schema(TaskCreate)},
     responses={
-        201: success_headers(Location="The new task's URL", ETag="Strong validator of the task",
-                             **{"Idempotent-Replayed": "true when this answers a retried Idempotency-Key"}),
+        201: success_headers(
+            Location="The new task's URL",
+            ETag="Strong validator of the task",
+            **{"Idempotent-Replayed": "true when this answers a retried Idempotency-Key"},
+        ),
         **problem_responses(413, 415),
     },
 )
@@ -164,8 +176,14 @@ async def create_task(request: Request) -> Response:
 
 
 @router.get(
-    "/{task_id}", response_model=Task, summary="Get one task", openapi_extra=openapi_parameters(USER_ID, TASK_ID),
-    responses={200: success_headers(ETag="Strong validator of this version of the task; send it back in If-Match"), **problem_responses(404)},
+    "/{task_id}",
+    response_model=Task,
+    summary="Get one task",
+    openapi_extra=openapi_parameters(USER_ID, TASK_ID),
+    responses={
+        200: success_headers(ETag="Strong validator of this version of the task; send it back in If-Match"),
+        **problem_responses(404),
+    },
 )
 async def get_task(request: Request) -> Response:
     user_id = caller(request)
@@ -182,7 +200,10 @@ async def get_task(request: Request) -> Response:
     response_model=Task,
     summary="Replace a task's title, description and completed",
     openapi_extra={**openapi_parameters(USER_ID, TASK_ID, IF_MATCH), **body_schema(TaskReplace)},
-    responses={200: success_headers(ETag="Strong validator of this version of the task; send it back in If-Match"), **problem_responses(404, 412, 413, 415)},
+    responses={
+        200: success_headers(ETag="Strong validator of this version of the task; send it back in If-Match"),
+        **problem_responses(404, 412, 413, 415),
+    },
 )
 async def replace_task(request: Request) -> Response:
     user_id = caller(request)
@@ -190,7 +211,9 @@ async def replace_task(request: Request) -> Response:
     body: TaskReplace = parse_body(TaskReplace, request.headers.get("content-type"), await request.body())
     versions = expected_versions(if_match, task_id)
     async with transaction(request, user_id) as db:
-        record = await queries.replace_task(db, user_id, task_id, versions, body.title, body.description, body.completed)
+        record = await queries.replace_task(
+            db, user_id, task_id, versions, body.title, body.description, body.completed
+        )
         if record is None:
             await _write_outcome(db, user_id, task_id, versions)
     return task_response(record)
@@ -201,7 +224,10 @@ async def replace_task(request: Request) -> Response:
     response_model=Task,
     summary="Change some of a task's fields",
     openapi_extra={**openapi_parameters(USER_ID, TASK_ID, IF_MATCH), **body_schema(TaskPatch)},
-    responses={200: success_headers(ETag="Strong validator of this version of the task; send it back in If-Match"), **problem_responses(404, 412, 413, 415)},
+    responses={
+        200: success_headers(ETag="Strong validator of this version of the task; send it back in If-Match"),
+        **problem_responses(404, 412, 413, 415),
+    },
 )
 async def patch_task(request: Request) -> Response:
     user_id = caller(request)
@@ -217,9 +243,14 @@ async def patch_task(request: Request) -> Response:
 
 
 @router.patch(
-    "/{task_id}/complete", response_model=Task, summary="Toggle completed",
+    "/{task_id}/complete",
+    response_model=Task,
+    summary="Toggle completed",
     openapi_extra=openapi_parameters(USER_ID, TASK_ID, IF_MATCH),
-    responses={200: success_headers(ETag="Strong validator of this version of the task; send it back in If-Match"), **problem_responses(404, 412)},
+    responses={
+        200: success_headers(ETag="Strong validator of this version of the task; send it back in If-Match"),
+        **problem_responses(404, 412),
+    },
 )
 async def toggle_task(request: Request) -> Response:
     user_id = caller(request)
@@ -233,7 +264,10 @@ async def toggle_task(request: Request) -> Response:
 
 
 @router.delete(
-    "/{task_id}", status_code=204, summary="Delete a task", openapi_extra=openapi_parameters(USER_ID, TASK_ID, IF_MATCH),
+    "/{task_id}",
+    status_code=204,
+    summary="Delete a task",
+    openapi_extra=openapi_parameters(USER_ID, TASK_ID, IF_MATCH),
     responses={204: success_headers(), **problem_responses(404, 412)},
 )
 async def delete_task(request: Request) -> Response:

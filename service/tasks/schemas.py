@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any
 
 import orjson
@@ -101,13 +101,13 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] | None = None
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     all = "all"
     pending = "pending"
     completed = "completed"
 
 
-class Sort(str, Enum):
+class Sort(StrEnum):
     created_at = "created_at"
     created_at_desc = "-created_at"
     updated_at = "updated_at"

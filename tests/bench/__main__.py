@@ -61,28 +61,93 @@ def _positive(kind):
 
 def parse_args(argv: list[str] | None) -> BenchOptions:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    parser = argparse.ArgumentParser(prog="python -m bench", description="Benchmark the tasks service against its ceilings.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="Benchmark the tasks service against its ceilings."
+    )
     data = parser.add_argument_group("data")
     data.add_argument("--users", type=_positive(int), default=DEFAULT_USERS, help="seeded users (default %(default)s)")
-    data.add_argument("--tasks-per-user", type=_positive(int), default=DEFAULT_TASKS_PER_USER, help="seeded tasks per user (default %(default)s)")
-    data.add_argument("--scale", type=_positive(float), default=1.0, help="multiply --users (e.g. 100: 100,000 users, 5 M rows)")
-    data.add_argument("--token-users", type=_positive(int), default=DEFAULT_TOKEN_USERS, help="at most this many users (spread evenly) get a token in the load (default %(default)s)")
-    data.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or None, help="a superuser DSN of a server to use instead of the embedded one (default: $DATABASE_URL); the bench creates and drops database tasks_bench there")
-    data.add_argument("--reuse-data", action="store_true", help="keep tasks_bench when it holds this seed untouched (no create/mixed since): skips minutes of seeding at --scale")
-    data.add_argument("--data-dir", type=Path, default=REPO_ROOT / ".bench" / "postgres", help="embedded PostgreSQL data folder (default .bench/postgres)")
+    data.add_argument(
+        "--tasks-per-user",
+        type=_positive(int),
+        default=DEFAULT_TASKS_PER_USER,
+        help="seeded tasks per user (default %(default)s)",
+    )
+    data.add_argument(
+        "--scale", type=_positive(float), default=1.0, help="multiply --users (e.g. 100: 100,000 users, 5 M rows)"
+    )
+    data.add_argument(
+        "--token-users",
+        type=_positive(int),
+        default=DEFAULT_TOKEN_USERS,
+        help="at most this many users (spread evenly) get a token in the load (default %(default)s)",
+    )
+    data.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL") or None,
+        help="a superuser DSN of a server to use instead of the embedded one (default: $DATABASE_URL); the bench creates and drops database tasks_bench there",
+    )
+    data.add_argument(
+        "--reuse-data",
+        action="store_true",
+        help="keep tasks_bench when it holds this seed untouched (no create/mixed since): skips minutes of seeding at --scale",
+    )
+    data.add_argument(
+        "--data-dir",
+        type=Path,
+        default=REPO_ROOT / ".bench" / "postgres",
+        help="embedded PostgreSQL data folder (default .bench/postgres)",
+    )
     load = parser.add_argument_group("load")
-    load.add_argument("--duration", type=_positive(float), default=DEFAULT_DURATION_SECONDS, help="seconds per run (default %(default)s)")
-    load.add_argument("--connections", type=_csv_ints, default=_csv_ints(DEFAULT_CONNECTIONS), help="comma-separated (default %(default)s)")
-    load.add_argument("--workloads", type=_workloads, default=WORKLOADS, help=f"comma-separated subset of {','.join(WORKLOADS)}")
-    load.add_argument("--warmup", type=float, default=DEFAULT_WARMUP_SECONDS, help="seconds of reads before the runs (default %(default)s; 0: none)")
-    load.add_argument("--workers", type=_positive(int), default=cpus, help="service WORKERS (default: CPU count, %(default)s)")
-    load.add_argument("--env", type=_env_pair, action="append", default=[], metavar="KEY=VALUE", help="extra service setting, e.g. --env DB_POOL_MAX_SIZE=20 (repeatable)")
+    load.add_argument(
+        "--duration",
+        type=_positive(float),
+        default=DEFAULT_DURATION_SECONDS,
+        help="seconds per run (default %(default)s)",
+    )
+    load.add_argument(
+        "--connections",
+        type=_csv_ints,
+        default=_csv_ints(DEFAULT_CONNECTIONS),
+        help="comma-separated (default %(default)s)",
+    )
+    load.add_argument(
+        "--workloads", type=_workloads, default=WORKLOADS, help=f"comma-separated subset of {','.join(WORKLOADS)}"
+    )
+    load.add_argument(
+        "--warmup",
+        type=float,
+        default=DEFAULT_WARMUP_SECONDS,
+        help="seconds of reads before the runs (default %(default)s; 0: none)",
+    )
+    load.add_argument(
+        "--workers", type=_positive(int), default=cpus, help="service WORKERS (default: CPU count, %(default)s)"
+    )
+    load.add_argument(
+        "--env",
+        type=_env_pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra service setting, e.g. --env DB_POOL_MAX_SIZE=20 (repeatable)",
+    )
     parts = parser.add_argument_group("parts")
     parts.add_argument("--skip-http", action="store_true", help="no service, no wrk")
     parts.add_argument("--skip-db-floor", action="store_true", help="no pgbench")
     parts.add_argument("--skip-verifier", action="store_true", help="no verifier micro-benchmarks")
-    parts.add_argument("--profile", nargs="?", const="list:16", default=None, metavar="WORKLOAD:CONNS", help="py-spy one worker during that run (default list:16); needs py-spy installed")
-    parser.add_argument("--output", type=Path, default=None, help="JSON result path, relative to the repository root (default .bench/<timestamp>.json)")
+    parts.add_argument(
+        "--profile",
+        nargs="?",
+        const="list:16",
+        default=None,
+        metavar="WORKLOAD:CONNS",
+        help="py-spy one worker during that run (default list:16); needs py-spy installed",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="JSON result path, relative to the repository root (default .bench/<timestamp>.json)",
+    )
     args = parser.parse_args(argv)
 
     profile = None

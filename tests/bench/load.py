@@ -30,9 +30,20 @@ def ensure_wrk(progress) -> str:
         raise BenchSetupError("wrk is not installed: run `sudo apt-get install -y wrk` (Debian/Ubuntu), then again")
     progress("wrk not found: apt-get install -y wrk")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "install", "-y", "-q", "wrk"], ["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "wrk"]):
+    for command in (
+        ["apt-get", "install", "-y", "-q", "wrk"],
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", "wrk"],
+    ):
         try:
-            subprocess.run(command, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=INSTALL_TIMEOUT_SECONDS, check=False)
+            subprocess.run(
+                command,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=INSTALL_TIMEOUT_SECONDS,
+                check=False,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise BenchSetupError(f"installing wrk failed ({' '.join(command)}: {exc}); install it by hand") from exc
         found = shutil.which("wrk")
@@ -67,7 +78,9 @@ class LoadResult:
         }
 
 
-def run_wrk(wrk: str, base_url: str, data_file: Path, workload: str, connections: int, duration_seconds: float) -> LoadResult:
+def run_wrk(
+    wrk: str, base_url: str, data_file: Path, workload: str, connections: int, duration_seconds: float
+) -> LoadResult:
     threads = max(1, min(MAX_THREADS, connections))  # wrk needs connections >= threads
     command = [
         wrk, f"-t{threads}", f"-c{connections}", f"-d{duration_seconds:g}s", f"--timeout={REQUEST_TIMEOUT}",
@@ -78,7 +91,9 @@ def run_wrk(wrk: str, base_url: str, data_file: Path, workload: str, connections
             command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=duration_seconds + EXTRA_SECONDS
         )
     except subprocess.TimeoutExpired as exc:
-        raise BenchSetupError(f"wrk did not finish within {duration_seconds + EXTRA_SECONDS:g} s: {' '.join(command)}") from exc
+        raise BenchSetupError(
+            f"wrk did not finish within {duration_seconds + EXTRA_SECONDS:g} s: {' '.join(command)}"
+        ) from exc
     line = next((l for l in completed.stdout.splitlines() if l.startswith(RESULT_MARKER)), None)
     if completed.returncode != 0 or line is None:
         raise BenchSetupError(

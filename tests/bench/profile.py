@@ -16,7 +16,9 @@ REPO_ROOT = str(Path(__file__).resolve().parents[2]) + "/"
 SAMPLE_RATE_HZ = 200
 EXTRA_SECONDS = 30
 TOP = 25
-SCAFFOLDING_SHARE = 0.8  # frames on this share of the busiest frame's stacks or more (process start, server) say nothing
+SCAFFOLDING_SHARE = (
+    0.8  # frames on this share of the busiest frame's stacks or more (process start, server) say nothing
+)
 
 
 def find_py_spy() -> str | None:
@@ -69,7 +71,9 @@ def summarize(collapsed: Path, top: int = TOP) -> dict[str, object]:
         "other_threads_percent": share(threads),
         "own": [{"function": f, "percent": share(n)} for f, n in own.most_common(top)],
         "inclusive": [{"function": f, "percent": share(n)} for f, n in below[:top]],
-        "service_inclusive": [{"function": f, "percent": share(n)} for f, n in inclusive.most_common() if "(service/" in f][:top],
+        "service_inclusive": [
+            {"function": f, "percent": share(n)} for f, n in inclusive.most_common() if "(service/" in f
+        ][:top],
     }
 
 

@@ -75,8 +75,10 @@ def rls_cost(floors: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def format_tables(record: dict[str, Any]) -> str:
     lines = []
-    header = (f"{'workload':<22}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'÷healthz':>10}{'÷db floor':>11}"
-              f"{'svc µs/req':>12}{'pg µs/req':>11}")
+    header = (
+        f"{'workload':<22}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'÷healthz':>10}{'÷db floor':>11}"
+        f"{'svc µs/req':>12}{'pg µs/req':>11}"
+    )
     lines += [header, "-" * len(header)]
     for row in record["http"]:
         lat = row["latency_us"]
@@ -93,8 +95,11 @@ def format_tables(record: dict[str, Any]) -> str:
             f"{row['failed']:>8}{'-':>10}{'-':>11}{'-':>12}{_us(row.get('postgres_cpu_us_per_request')):>11}"
         )
     if record.get("rls_cost"):
-        lines += ["", "RLS cost at the database: tps (plain/RLS = all row-level security costs as the service does it,",
-                  "su-txn/RLS = the policy alone) and PostgreSQL CPU per transaction (RLS/plain, RLS/su-txn):"]
+        lines += [
+            "",
+            "RLS cost at the database: tps (plain/RLS = all row-level security costs as the service does it,",
+            "su-txn/RLS = the policy alone) and PostgreSQL CPU per transaction (RLS/plain, RLS/su-txn):",
+        ]
         for row in record["rls_cost"]:
             lines.append(
                 f"  -c {row['connections']:<3} tps: plain {row['plain_tps']:>7.0f}  su txn {row['superuser_txn_tps'] or 0:>7.0f}"
@@ -102,7 +107,10 @@ def format_tables(record: dict[str, Any]) -> str:
                 f"   pg CPU: RLS/plain {_ratio(row['rls_over_plain_pg_cpu'])}  RLS/su-txn {_ratio(row['rls_over_superuser_txn_pg_cpu'])}"
             )
     if record.get("verifier"):
-        lines += ["", f"{'verifier (µs/call)':<20}{'miss':>9}{'joserfc':>9}{'raw':>9}{'hit':>8}{'miss/raw':>10}{'hit/miss':>10}"]
+        lines += [
+            "",
+            f"{'verifier (µs/call)':<20}{'miss':>9}{'joserfc':>9}{'raw':>9}{'hit':>8}{'miss/raw':>10}{'hit/miss':>10}",
+        ]
         for alg, row in record["verifier"].items():
             lines.append(
                 f"{alg:<20}{row['miss_us']:>9.1f}{row['joserfc_us']:>9.1f}{row['raw_us']:>9.1f}{row['hit_us']:>8.2f}"
@@ -126,26 +134,52 @@ def evaluate_targets(record: dict[str, Any]) -> list[dict[str, Any]]:
     if listing:
         ratio = listing.get("ratio_to_healthz")
         if ratio is not None:
-            add(f"list at {TARGET_CONNECTIONS} conns >= {LIST_VS_HEALTHZ_TARGET} x /healthz", f"{ratio:.2f}", ratio >= LIST_VS_HEALTHZ_TARGET)
+            add(
+                f"list at {TARGET_CONNECTIONS} conns >= {LIST_VS_HEALTHZ_TARGET} x /healthz",
+                f"{ratio:.2f}",
+                ratio >= LIST_VS_HEALTHZ_TARGET,
+            )
         p99 = listing["latency_us"]["p99"] / 1000
-        add(f"list at {TARGET_CONNECTIONS} conns p99 <= {LIST_P99_TARGET_MS:g} ms", f"{p99:.1f} ms", p99 <= LIST_P99_TARGET_MS)
-        add(f"list at {TARGET_CONNECTIONS} conns: zero errors", str(listing["errors_total"]), listing["errors_total"] == 0)
+        add(
+            f"list at {TARGET_CONNECTIONS} conns p99 <= {LIST_P99_TARGET_MS:g} ms",
+            f"{p99:.1f} ms",
+            p99 <= LIST_P99_TARGET_MS,
+        )
+        add(
+            f"list at {TARGET_CONNECTIONS} conns: zero errors",
+            str(listing["errors_total"]),
+            listing["errors_total"] == 0,
+        )
     mixed = rows.get(("mixed", TARGET_CONNECTIONS))
     if mixed:
         p99 = mixed["latency_us"]["p99"] / 1000
         add(f"mixed at {TARGET_CONNECTIONS} conns: zero errors", str(mixed["errors_total"]), mixed["errors_total"] == 0)
-        add(f"mixed at {TARGET_CONNECTIONS} conns p99 <= {MIXED_P99_TARGET_MS:g} ms", f"{p99:.1f} ms", p99 <= MIXED_P99_TARGET_MS)
+        add(
+            f"mixed at {TARGET_CONNECTIONS} conns p99 <= {MIXED_P99_TARGET_MS:g} ms",
+            f"{p99:.1f} ms",
+            p99 <= MIXED_P99_TARGET_MS,
+        )
     for row in record["http"]:
         growth = rss_growth(row)
         if growth is not None and row["seconds"] >= MEMORY_RUN_SECONDS:
             worst = max(growth, key=lambda g: g["growth"])
-            add(f"memory flat over {row['workload']} at {row['connections']} conns, {row['seconds']:.0f} s: each worker's RSS "
+            add(
+                f"memory flat over {row['workload']} at {row['connections']} conns, {row['seconds']:.0f} s: each worker's RSS "
                 f"grows <= {MEMORY_GROWTH_TARGET:.0%} after the first {MEMORY_WARM_FRACTION:.0%}",
                 "; ".join(f"{g['from_mib']:.1f} -> {g['to_mib']:.1f} MiB ({g['growth']:+.1%})" for g in growth),
-                worst["growth"] <= MEMORY_GROWTH_TARGET)
+                worst["growth"] <= MEMORY_GROWTH_TARGET,
+            )
     for alg, row in (record.get("verifier") or {}).items():
-        add(f"{alg} miss <= {MISS_OVER_RAW_TARGET} x raw", f"{row['miss_over_raw']:.2f}", row["miss_over_raw"] <= MISS_OVER_RAW_TARGET)
-        add(f"{alg} hit <= {HIT_OVER_MISS_TARGET:.0%} of miss", f"{row['hit_over_miss']:.1%}", row["hit_over_miss"] <= HIT_OVER_MISS_TARGET)
+        add(
+            f"{alg} miss <= {MISS_OVER_RAW_TARGET} x raw",
+            f"{row['miss_over_raw']:.2f}",
+            row["miss_over_raw"] <= MISS_OVER_RAW_TARGET,
+        )
+        add(
+            f"{alg} hit <= {HIT_OVER_MISS_TARGET:.0%} of miss",
+            f"{row['hit_over_miss']:.1%}",
+            row["hit_over_miss"] <= HIT_OVER_MISS_TARGET,
+        )
     return results
 
 

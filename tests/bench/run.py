@@ -11,13 +11,15 @@ import platform
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from service.settings import SettingsError, load_settings
+from service.testing import serve_jwks
+from support.ports import free_port
 
 from . import dbfloor, load, profile, report, verifier
 from .database import (
@@ -30,9 +32,6 @@ from .database import (
     seed_tag,
     task_ids,
 )
-from service.testing import serve_jwks
-from support.ports import free_port
-
 from .issuer import TokenFile, pick_users
 from .server import ServiceProcess, process_tree_cpu_seconds, sampling_rss, service_env, start_service
 
@@ -89,15 +88,19 @@ class Progress:
 
 def run_bench(options: BenchOptions) -> dict[str, Any]:
     progress = Progress()
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     output = options.output or options.bench_dir / f"{stamp}.json"
     work_dir = options.bench_dir / "work"
     work_dir.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "complete": False,
         "machine": _machine(),
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(options).items() if k != "database_url"},
+        "options": {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in dataclasses.asdict(options).items()
+            if k != "database_url"
+        },
         "http": [],
         "db_floor": [],
         "verifier": {},
@@ -112,8 +115,10 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
 
     load_per_cpu = os.getloadavg()[0] / (os.cpu_count() or 1)
     if load_per_cpu > BUSY_LOAD_PER_CPU:
-        progress(f"warning: the machine is busy before we start (1-min load {os.getloadavg()[0]:.1f} on "
-                 f"{os.cpu_count()} CPUs): other work shares the cores, figures will be noisy")
+        progress(
+            f"warning: the machine is busy before we start (1-min load {os.getloadavg()[0]:.1f} on "
+            f"{os.cpu_count()} CPUs): other work shares the cores, figures will be noisy"
+        )
 
     server = None
     try:
@@ -124,12 +129,16 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
             tag = seed_tag(options.users, options.tasks_per_user)
             record["database"].update(asyncio.run(recreate_database(server.dsn, tag, options.reuse_data)))
             reused = record["database"]["reused"]
-            progress(f"{'reusing the seeded' if reused else 'seeding'} {options.users:,} users x {options.tasks_per_user} tasks")
+            progress(
+                f"{'reusing the seeded' if reused else 'seeding'} {options.users:,} users x {options.tasks_per_user} tasks"
+            )
             record["database"]["seed"] = asyncio.run(
                 migrate_and_seed(server.dsn, options.users, options.tasks_per_user, progress, seed=not reused)
             )
             if not reused:
-                progress(f"seeded {record['database']['seed']['rows']:,} rows in {record['database']['seed']['seed_seconds']} s")
+                progress(
+                    f"seeded {record['database']['seed']['rows']:,} rows in {record['database']['seed']['seed_seconds']} s"
+                )
         if not options.skip_verifier:
             with progress.phase("verifier"):
                 progress("verifier micro-benchmarks (" + ", ".join(verifier.ALGORITHMS) + ")")
@@ -173,7 +182,14 @@ def _db_floors(options: BenchOptions, pgbench: str, server, work_dir: Path, reco
 
 
 def _http_runs(
-    options: BenchOptions, wrk: str, server, work_dir: Path, py_spy: str | None, record: dict, progress: Progress, stamp: str
+    options: BenchOptions,
+    wrk: str,
+    server,
+    work_dir: Path,
+    py_spy: str | None,
+    record: dict,
+    progress: Progress,
+    stamp: str,
 ) -> None:
     dsn = server.dsn
     numbers = pick_users(options.users, options.token_users)
@@ -205,8 +221,12 @@ def _http_runs(
             _smoke(service, tokens.sample, options)
             record["service"]["rss_mib_start"] = service.rss_mib()
             if options.warmup_seconds > 0:
-                progress(f"warm-up {options.warmup_seconds:g} s (list, get, toggle at {max(options.connections)} conns)")
-                load.run_wrk(wrk, service.base_url, tokens.path, "warmup", max(options.connections), options.warmup_seconds)
+                progress(
+                    f"warm-up {options.warmup_seconds:g} s (list, get, toggle at {max(options.connections)} conns)"
+                )
+                load.run_wrk(
+                    wrk, service.base_url, tokens.path, "warmup", max(options.connections), options.warmup_seconds
+                )
             for workload in options.workloads:
                 if workload in ADDING_WORKLOADS:
                     asyncio.run(mark_written(dsn))
@@ -247,7 +267,13 @@ def _one_run(options, wrk, service: ServiceProcess, postmaster: int | None, toke
         process, collapsed, pid = recording
         messages = profile.finish_recording(process, options.duration_seconds)
         if collapsed.exists():
-            record["profile"] = {"workload": workload, "connections": connections, "pid": pid, "file": str(collapsed), **profile.summarize(collapsed)}
+            record["profile"] = {
+                "workload": workload,
+                "connections": connections,
+                "pid": pid,
+                "file": str(collapsed),
+                **profile.summarize(collapsed),
+            }
         else:
             record["profile"] = {"error": messages.strip()[-1000:]}
             progress(f"py-spy failed: {messages.strip()[-300:]}")
@@ -264,7 +290,9 @@ def _one_run(options, wrk, service: ServiceProcess, postmaster: int | None, toke
         f"p99 {lat['p99'] / 1000:7.2f} ms  errors {result.error_count}  service CPU {row['service_cpu_us_per_request']} µs/req"
     )
     if service.process.poll() is not None:
-        raise service.fail(f"the service exited (code {service.process.returncode}) during {workload} at {connections} conns")
+        raise service.fail(
+            f"the service exited (code {service.process.returncode}) during {workload} at {connections} conns"
+        )
     return row
 
 
@@ -274,7 +302,10 @@ def _smoke(service: ServiceProcess, sample: dict[str, Any], options: BenchOption
     tasks = f"/api/{sample['user_id']}/tasks"
     expected = min(options.tasks_per_user, 100)
     with httpx.Client(base_url=service.base_url, timeout=SMOKE_TIMEOUT_SECONDS, headers=headers) as client:
-        for path, check in ((tasks, lambda body: len(body) == expected), (f"{tasks}/{sample['task_id']}", lambda body: body["id"] == sample["task_id"])):
+        for path, check in (
+            (tasks, lambda body: len(body) == expected),
+            (f"{tasks}/{sample['task_id']}", lambda body: body["id"] == sample["task_id"]),
+        ):
             response = client.get(path)
             if response.status_code != 200 or not check(response.json()):
                 raise service.fail(f"smoke check GET {path}: {response.status_code} {response.text[:300]}")
@@ -284,12 +315,12 @@ def _finish(record: dict, output: Path, progress: Progress) -> None:
     """Print the table and write the JSON; never raises (it runs in `finally`, maybe mid-error)."""
     try:
         _report(record, output, progress)
-    except Exception as exc:  # noqa: BLE001 - keep the original error visible, not this one
+    except Exception as exc:
         progress(f"could not report the results: {type(exc).__name__}: {exc}")
 
 
 def _report(record: dict, output: Path, progress: Progress) -> None:
-    record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    record["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     record["machine"]["loadavg_end"] = os.getloadavg()
     report.add_ratios(record["http"], record["db_floor"])
     record["rls_cost"] = report.rls_cost(record["db_floor"])

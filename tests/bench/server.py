@@ -12,9 +12,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import psutil
@@ -37,7 +37,9 @@ def access_log_setting() -> dict[str, str]:
     return {"ACCESS_LOG": "false"} if "ACCESS_LOG" in parsers else {}
 
 
-def service_env(*, database_url: str, better_auth_url: str, port: int, workers: int, overrides: dict[str, str]) -> dict[str, str]:
+def service_env(
+    *, database_url: str, better_auth_url: str, port: int, workers: int, overrides: dict[str, str]
+) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         DATABASE_URL=database_url,

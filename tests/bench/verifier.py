@@ -17,7 +17,8 @@ import asyncio
 import base64
 import statistics
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
@@ -50,7 +51,11 @@ def raw_verifier(alg: str, public_key: Any, signing_input: bytes, signature: byt
         der = encode_dss_signature(int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big"))
         scheme = ec.ECDSA(digest())
         return lambda: public_key.verify(der, signing_input, scheme)
-    pad = padding.PKCS1v15() if alg.startswith("RS") else padding.PSS(mgf=padding.MGF1(digest()), salt_length=digest.digest_size)
+    pad = (
+        padding.PKCS1v15()
+        if alg.startswith("RS")
+        else padding.PSS(mgf=padding.MGF1(digest()), salt_length=digest.digest_size)
+    )
     return lambda: public_key.verify(signature, signing_input, pad, digest())
 
 
@@ -102,7 +107,11 @@ def _verifier(issuer: FakeBetterAuth, loop: asyncio.AbstractEventLoop, cache_ent
         return import_jwks(jwks)
 
     cache = JWKSCache(
-        fetch, min_refetch_interval_seconds=5, refresh_interval_seconds=300, max_staleness_seconds=86400, clock_skew_seconds=30
+        fetch,
+        min_refetch_interval_seconds=5,
+        refresh_interval_seconds=300,
+        max_staleness_seconds=86400,
+        clock_skew_seconds=30,
     )
     loop.run_until_complete(cache.refresh())  # the key set is held before timing starts
     return TokenVerifier(

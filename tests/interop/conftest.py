@@ -20,15 +20,15 @@ import secrets
 import signal
 import subprocess
 import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
-from support.node import npm_ci
-from conftest import running_app  # tests/conftest.py: the app with its real lifespan
 
 from service.settings import Settings, load_settings
+from support.app import running_app  # the app with its real lifespan
+from support.node import npm_ci
 
 ISSUER_DIR = Path(__file__).resolve().parent / "issuer"
 INSTALL_STAMP = ISSUER_DIR / "node_modules" / ".interop-install-stamp"  # `npm ci` wipes it with the rest
@@ -52,7 +52,11 @@ def node_issuer_installed() -> str:
     A missing Node or npm fails the suite (it is not skipped): "works with Better Auth" is only
     shown by running Better Auth.
     """
-    return npm_ci(ISSUER_DIR, INSTALL_STAMP, "the Better Auth interop tests (tests/interop) run the real better-auth npm package and")
+    return npm_ci(
+        ISSUER_DIR,
+        INSTALL_STAMP,
+        "the Better Auth interop tests (tests/interop) run the real better-auth npm package and",
+    )
 
 
 # -- running it --------------------------------------------------------------------------------
@@ -118,7 +122,12 @@ class BetterAuthIssuer:
         env.update(self.config.env(), ISSUER_PORT=str(self.port), NODE_ENV="production")
         with out.open("wb") as stdout, err.open("wb") as stderr:
             self.process = subprocess.Popen(
-                [self.node, "server.mjs"], cwd=ISSUER_DIR, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr
+                [self.node, "server.mjs"],
+                cwd=ISSUER_DIR,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
             )
 
     def wait_ready(self) -> None:
@@ -161,7 +170,9 @@ class BetterAuthIssuer:
 
 
 @contextlib.contextmanager
-def running_issuers(node: str, configs: dict[str, IssuerConfig], log_root: Path) -> Iterator[dict[str, BetterAuthIssuer]]:
+def running_issuers(
+    node: str, configs: dict[str, IssuerConfig], log_root: Path
+) -> Iterator[dict[str, BetterAuthIssuer]]:
     """Start several issuers at once (Node's start-up is the slow part) and stop them all at the end."""
     issuers = {}
     try:
@@ -186,7 +197,9 @@ def issuers_by_algorithm(node_issuer_installed: str, tmp_path_factory) -> Iterat
         # Better Auth mints its first key on the first JWKS (or token) request: do it for all five
         # at once, so the RSA key generation happens side by side rather than test by test.
         with concurrent.futures.ThreadPoolExecutor(len(issuers)) as pool:
-            answers = pool.map(lambda i: httpx.get(i.jwks_url, timeout=ISSUER_REQUEST_TIMEOUT_SECONDS), issuers.values())
+            answers = pool.map(
+                lambda i: httpx.get(i.jwks_url, timeout=ISSUER_REQUEST_TIMEOUT_SECONDS), issuers.values()
+            )
             for issuer, response in zip(issuers.values(), answers):
                 assert response.status_code == 200, f"{issuer.jwks_url}: {response.status_code}\n{issuer.log()}"
         yield issuers

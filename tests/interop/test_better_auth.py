@@ -10,7 +10,8 @@ from collections import Counter
 
 import httpx
 import pytest
-from conftest import assert_problem  # tests/conftest.py
+
+from support.app import assert_problem
 
 from .conftest import (
     ALGORITHMS,
@@ -109,7 +110,9 @@ async def assert_confined(
     for method, suffix, body in own_path_routes:
         response = await client.request(method, owner.url(f"/{task['id']}{suffix}"), json=body, headers=bearer(token))
         assert_problem(response, 403, "forbidden")
-        response = await client.request(method, intruder.url(f"/{task['id']}{suffix}"), json=body, headers=bearer(token))
+        response = await client.request(
+            method, intruder.url(f"/{task['id']}{suffix}"), json=body, headers=bearer(token)
+        )
         assert_problem(response, 404, "task_not_found")
     response = await client.get(intruder.url(), headers=bearer(token))
     assert task["id"] not in [t["id"] for t in response.json()]
@@ -178,7 +181,9 @@ async def test_key_rotation_under_traffic_fails_no_request_and_the_new_kid_is_pi
             while not stop.is_set():
                 token = current["token"]
                 if sent % 5 == 0:
-                    response = await client.post(alice.url(), json={"title": f"w{worker}-{sent}"}, headers=bearer(token))
+                    response = await client.post(
+                        alice.url(), json={"title": f"w{worker}-{sent}"}, headers=bearer(token)
+                    )
                 else:
                     response = await client.get(alice.url(), params={"limit": 5}, headers=bearer(token))
                 sent += 1

@@ -17,8 +17,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -96,13 +96,20 @@ def running_service(database_url: str, issuer: BetterAuthIssuer, log_path: Path)
 
 def run_node(node_args: list[str], env: dict[str, str], timeout: float, what: str, context: str | Path = "") -> None:
     """Run node in deploy/nextjs; on failure or timeout, fail with its output (and `context`'s log file)."""
+
     def fail(message: str) -> None:
         log = f"\n--- {context} ---\n{Path(context).read_text(errors='replace')[-5000:]}" if context else ""
         pytest.fail(f"{message}{log}", pytrace=False)
 
     try:
         result = subprocess.run(
-            node_args, cwd=NEXTJS_DIR, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+            node_args,
+            cwd=NEXTJS_DIR,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
     except subprocess.TimeoutExpired as exc:
         fail(f"{what} did not finish within {timeout:g} s:\n{exc.stdout}\n{exc.stderr}")

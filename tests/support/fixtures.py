@@ -6,9 +6,9 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
-from conftest import running_app, test_settings
 
 from service.db.migrate import apply_migrations
+from support.app import running_app, test_settings
 
 
 def database_name(dsn: str) -> str:
@@ -18,7 +18,7 @@ def database_name(dsn: str) -> str:
 @pytest.fixture
 async def migrated(database_url: str) -> str:
     """The session database's name, its migrations applied straight to the server (not through
-    a pooler: tests/test_pgbouncer.py shows what goes wrong then)."""
+    a pooler: tests/db/test_pgbouncer.py shows what goes wrong then)."""
     conn = await asyncpg.connect(database_url)
     try:
         await apply_migrations(conn)

@@ -45,7 +45,10 @@ def npm_ci(directory: Path, stamp: Path, purpose: str) -> str:
         except subprocess.TimeoutExpired:
             pytest.fail(f"`npm ci` in {directory} did not finish within {NPM_CI_TIMEOUT_SECONDS:g} s", pytrace=False)
         if result.returncode != 0:
-            pytest.fail(f"`npm ci` in {directory} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}", pytrace=False)
+            pytest.fail(
+                f"`npm ci` in {directory} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}",
+                pytrace=False,
+            )
         stamp.write_text(fingerprint)
     return node
 

@@ -22,9 +22,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
@@ -95,12 +95,14 @@ class ServerAddress:
     password: str
 
     @classmethod
-    def from_dsn(cls, dsn: str) -> "ServerAddress":
+    def from_dsn(cls, dsn: str) -> ServerAddress:
         parts = urlsplit(dsn)
         query = parse_qs(parts.query)
         host = query.get("host", [None])[0] or unquote(parts.hostname or "") or "/tmp"
         port = int(query.get("port", [None])[0] or parts.port or 5432)
-        return cls(host=host, port=port, user=unquote(parts.username or "postgres"), password=unquote(parts.password or ""))
+        return cls(
+            host=host, port=port, user=unquote(parts.username or "postgres"), password=unquote(parts.password or "")
+        )
 
 
 @dataclass
@@ -145,7 +147,9 @@ def run_as_user(address: ServerAddress) -> pwd.struct_passwd | None:
         owner = pwd.getpwuid(os.stat(address.host).st_uid)
         if owner.pw_uid != 0:
             return owner
-        pytest.fail(f"socket folder {address.host} is owned by root: pgbouncer (never root) could not reach it", pytrace=False)
+        pytest.fail(
+            f"socket folder {address.host} is owned by root: pgbouncer (never root) could not reach it", pytrace=False
+        )
     return pwd.getpwnam("nobody")
 
 
@@ -233,12 +237,15 @@ def wait_listening(bouncer: Pgbouncer) -> None:
         if bouncer.process.poll() is not None:
             output = (bouncer.folder / "stdout.log").read_text(errors="replace")
             pytest.fail(
-                f"pgbouncer exited with {bouncer.process.returncode}:\n{output}\n--- log ---\n{bouncer.log()}", pytrace=False
+                f"pgbouncer exited with {bouncer.process.returncode}:\n{output}\n--- log ---\n{bouncer.log()}",
+                pytrace=False,
             )
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", bouncer.port), timeout=0.5):
             return
         if time.monotonic() > deadline:
-            pytest.fail(f"pgbouncer did not listen within {START_DEADLINE_SECONDS:g} s:\n{bouncer.log()}", pytrace=False)
+            pytest.fail(
+                f"pgbouncer did not listen within {START_DEADLINE_SECONDS:g} s:\n{bouncer.log()}", pytrace=False
+            )
         time.sleep(0.05)
 
 

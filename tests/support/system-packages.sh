@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Debian packages the test suite needs that pip cannot provide: pgbouncer (tests/test_pgbouncer.py,
-# tests/test_database_tls.py). Idempotent; run by `make test`.
+# Debian packages the test suite needs that pip cannot provide: pgbouncer (tests/db/test_pgbouncer.py,
+# tests/db/test_pool_tls.py). Idempotent; run by `make test`.
 set -euo pipefail
 need=()
 [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || need+=(pgbouncer)

@@ -25,7 +25,7 @@ def _name(common_name: str) -> x509.Name:
 
 def make_ca(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))
@@ -42,11 +42,13 @@ def make_ca(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certific
     return key, cert
 
 
-def make_certificates(*, ip_addresses: tuple[str, ...] = ("127.0.0.1",), dns_names: tuple[str, ...] = ()) -> Certificates:
+def make_certificates(
+    *, ip_addresses: tuple[str, ...] = ("127.0.0.1",), dns_names: tuple[str, ...] = ()
+) -> Certificates:
     """A fresh CA and a server certificate for the given addresses (subjectAltName only)."""
     ca_key, ca_cert = make_ca("tasks-service test CA")
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
     names += [x509.DNSName(name) for name in dns_names]
     cert = (
@@ -60,9 +62,7 @@ def make_certificates(*, ip_addresses: tuple[str, ...] = ("127.0.0.1",), dns_nam
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     return Certificates(

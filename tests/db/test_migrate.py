@@ -8,15 +8,15 @@ import hashlib
 import itertools
 import json
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
 
-from conftest import with_database
 from service.db.migrate import MIGRATIONS_DIR, MigrationError, apply_migrations
 from service.tasks.queries import SORT_COLUMNS, STATUS_FILTERS, list_statement
+from support.app import with_database
 
 USERS = 50
 TASKS_PER_USER = 2000
@@ -119,9 +119,13 @@ async def test_migration_edited_after_it_was_applied_raises(conn, tmp_path):
 async def test_later_migrations_are_applied_in_order_after_earlier_ones(conn, tmp_path):
     directory = write_migrations(tmp_path / "m", {"0001_first.sql": "CREATE TABLE first (id int);"})
     assert await apply_migrations(conn, directory=directory) == ["0001_first"]
-    write_migrations(directory, {"0003_third.sql": "ALTER TABLE first ADD c int;", "0002_second.sql": "ALTER TABLE first ADD b int;"})
+    write_migrations(
+        directory, {"0003_third.sql": "ALTER TABLE first ADD c int;", "0002_second.sql": "ALTER TABLE first ADD b int;"}
+    )
     assert await apply_migrations(conn, directory=directory) == ["0002_second", "0003_third"]
-    columns = await conn.fetch("SELECT column_name FROM information_schema.columns WHERE table_name = 'first' ORDER BY ordinal_position")
+    columns = await conn.fetch(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'first' ORDER BY ordinal_position"
+    )
     assert [r["column_name"] for r in columns] == ["id", "b", "c"]
 
 
@@ -207,8 +211,11 @@ COMBINATIONS = list(itertools.product(SORT_COLUMNS, (False, True), STATUS_FILTER
 @pytest.mark.parametrize(
     "column, descending, status, with_query, with_cursor",
     [
-        pytest.param(*combo, id=f"{combo[0]}-{'desc' if combo[1] else 'asc'}-{combo[2]}"
-                     f"{'-q' if combo[3] else ''}{'-cursor' if combo[4] else ''}")
+        pytest.param(
+            *combo,
+            id=f"{combo[0]}-{'desc' if combo[1] else 'asc'}-{combo[2]}"
+            f"{'-q' if combo[3] else ''}{'-cursor' if combo[4] else ''}",
+        )
         for combo in COMBINATIONS
     ],
 )
@@ -245,7 +252,9 @@ async def test_list_statement_plan_has_no_sort(populated, column, descending, st
     if status != "all":
         expected = [i for i in expected if rows[i]["completed"] == (status == "completed")]
     if with_query:
-        expected = [i for i in expected if "task" in rows[i]["title"].lower() or "task" in rows[i]["description"].lower()]
+        expected = [
+            i for i in expected if "task" in rows[i]["title"].lower() or "task" in rows[i]["description"].lower()
+        ]
     page = json.loads(found["page"])
     assert [task["id"] for task in page] == expected[:100] and {task["user_id"] for task in page} == {user}
     assert found["more"] == (len(expected) > 100)

@@ -18,17 +18,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
-from support.jwks_host import serving_jwks
-from support.ports import free_port
 
 from service.settings import REPO_ROOT
 from service.testing import FakeBetterAuth
+from support.jwks_host import serving_jwks
+from support.ports import free_port
 
 PROCESSES = 3
 START_DEADLINE_SECONDS = 60.0
@@ -85,7 +85,10 @@ def wait_ready(replicas: list[Replica]) -> None:
         while pending:
             for replica in list(pending):
                 if replica.process.poll() is not None:
-                    pytest.fail(f"replica {replica.url} exited with {replica.process.returncode}:\n{replica.log()}", pytrace=False)
+                    pytest.fail(
+                        f"replica {replica.url} exited with {replica.process.returncode}:\n{replica.log()}",
+                        pytrace=False,
+                    )
                 with contextlib.suppress(httpx.TransportError):
                     if http.get(f"{replica.url}/readyz").status_code == 200:
                         pending.remove(replica)
@@ -176,11 +179,18 @@ async def test_concurrent_puts_with_one_if_match_have_exactly_one_winner(replica
     etag = created.headers["etag"]
     for round_number in range(5):
         bodies = [
-            {"title": f"round {round_number} writer {n}", "description": f"from replica {n % PROCESSES}", "completed": n % 2 == 0}
+            {
+                "title": f"round {round_number} writer {n}",
+                "description": f"from replica {n % PROCESSES}",
+                "completed": n % 2 == 0,
+            }
             for n in range(3 * PROCESSES)
         ]
         responses = await asyncio.gather(
-            *(replicas[n % PROCESSES].put(task_url, json=body, headers={**auth, "If-Match": etag}) for n, body in enumerate(bodies))
+            *(
+                replicas[n % PROCESSES].put(task_url, json=body, headers={**auth, "If-Match": etag})
+                for n, body in enumerate(bodies)
+            )
         )
         statuses = sorted(r.status_code for r in responses)
         assert statuses == [200] + [412] * (len(bodies) - 1), [(r.status_code, r.text) for r in responses]
@@ -221,7 +231,10 @@ async def test_every_replica_lists_the_same_tasks_after_mixed_concurrent_traffic
     path = f"/api/{user_id}/tasks"
     creates = await asyncio.gather(
         *(replicas[n % PROCESSES].post(path, json={"title": f"task {n:02d}"}, headers=auth) for n in range(30)),
-        *(replicas[n % PROCESSES].post(f"/api/{other_id}/tasks", json={"title": "not yours"}, headers=other_auth) for n in range(6)),
+        *(
+            replicas[n % PROCESSES].post(f"/api/{other_id}/tasks", json={"title": "not yours"}, headers=other_auth)
+            for n in range(6)
+        ),
     )
     assert all(r.status_code == 201 for r in creates), [r.text for r in creates if r.status_code != 201]
     mine = [r.json() for r in creates[:30]]

@@ -16,12 +16,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 from cryptography.hazmat.primitives import serialization
-from support.fixtures import migrated, start_app_at  # noqa: F401 - fixtures
-from support.pgbouncer import Pgbouncer, running_pgbouncer
-from support.tls import make_ca, make_certificates
 
 from service.db.pool import create_pool
 from service.settings import Settings
+from support.pgbouncer import Pgbouncer, running_pgbouncer
+from support.tls import make_ca, make_certificates
 
 TLS_LOGIN = re.compile(r"login attempt: db=(\S+) user=\S+ tls=(TLSv1\.[23])/")
 
@@ -89,14 +88,36 @@ async def test_the_pool_connects_over_tls_as_the_url_says(tls_bouncer: Pgbouncer
 @pytest.mark.parametrize(
     "host, query, error",
     [
-        pytest.param("127.0.0.1", {"sslmode": "verify-full", "sslrootcert": "wrong"}, "unable to get local issuer certificate", id="verify-full-wrong-ca"),
-        pytest.param("127.0.0.1", {"sslmode": "verify-ca", "sslrootcert": "wrong"}, "unable to get local issuer certificate", id="verify-ca-wrong-ca"),
+        pytest.param(
+            "127.0.0.1",
+            {"sslmode": "verify-full", "sslrootcert": "wrong"},
+            "unable to get local issuer certificate",
+            id="verify-full-wrong-ca",
+        ),
+        pytest.param(
+            "127.0.0.1",
+            {"sslmode": "verify-ca", "sslrootcert": "wrong"},
+            "unable to get local issuer certificate",
+            id="verify-ca-wrong-ca",
+        ),
         # libpq: with a root certificate given, `require` verifies the chain too.
-        pytest.param("127.0.0.1", {"sslmode": "require", "sslrootcert": "wrong"}, "unable to get local issuer certificate", id="require-with-wrong-ca"),
-        pytest.param("localhost", {"sslmode": "verify-full", "sslrootcert": "right"}, "Hostname mismatch", id="verify-full-wrong-host"),
+        pytest.param(
+            "127.0.0.1",
+            {"sslmode": "require", "sslrootcert": "wrong"},
+            "unable to get local issuer certificate",
+            id="require-with-wrong-ca",
+        ),
+        pytest.param(
+            "localhost",
+            {"sslmode": "verify-full", "sslrootcert": "right"},
+            "Hostname mismatch",
+            id="verify-full-wrong-host",
+        ),
     ],
 )
-async def test_certificate_checks_fail_the_connection(tls_bouncer: Pgbouncer, migrated: str, ca_files, host, query, error):
+async def test_certificate_checks_fail_the_connection(
+    tls_bouncer: Pgbouncer, migrated: str, ca_files, host, query, error
+):
     query = {k: ca_files.get(v, v) if k == "sslrootcert" else v for k, v in query.items()}
     dsn = tls_bouncer.dsn(migrated, **query).replace("@127.0.0.1:", f"@{host}:")
     with pytest.raises(ssl.SSLCertVerificationError, match=error):
@@ -105,7 +126,9 @@ async def test_certificate_checks_fail_the_connection(tls_bouncer: Pgbouncer, mi
 
 
 async def test_verify_ca_does_not_check_the_host_name(tls_bouncer: Pgbouncer, migrated: str, ca_files):
-    dsn = tls_bouncer.dsn(migrated, sslmode="verify-ca", sslrootcert=ca_files["right"]).replace("@127.0.0.1:", "@localhost:")
+    dsn = tls_bouncer.dsn(migrated, sslmode="verify-ca", sslrootcert=ca_files["right"]).replace(
+        "@127.0.0.1:", "@localhost:"
+    )
     pool = await create_pool(dsn, settings())
     await pool.close()
 
@@ -120,7 +143,9 @@ async def test_a_plain_text_connection_is_refused_by_a_tls_only_server(tls_bounc
         await create_pool(tls_bouncer.dsn(migrated, sslmode="disable"), settings())
 
 
-async def test_the_service_runs_over_tls_with_verify_full(start_app_at, tls_bouncer: Pgbouncer, migrated: str, ca_files, alice):
+async def test_the_service_runs_over_tls_with_verify_full(
+    start_app_at, tls_bouncer: Pgbouncer, migrated: str, ca_files, alice
+):
     """The whole app: migrations at start, the pool, requests; every login over TLS."""
     dsn = tls_bouncer.dsn(migrated, sslmode="verify-full", sslrootcert=ca_files["right"])
     async with start_app_at(dsn, db_statement_cache_size=0, db_pool_min_size=2, db_pool_max_size=2) as client:
@@ -135,7 +160,7 @@ async def test_the_service_runs_over_tls_with_verify_full(start_app_at, tls_boun
 async def test_the_service_does_not_start_when_the_certificate_does_not_verify(
     issuer, tls_bouncer: Pgbouncer, migrated: str, ca_files
 ):
-    from conftest import running_app, test_settings
+    from support.app import running_app, test_settings
 
     dsn = tls_bouncer.dsn(migrated, sslmode="verify-full", sslrootcert=ca_files["wrong"])
     with pytest.raises(ssl.SSLCertVerificationError):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
-from conftest import create
 
 from service.db.session import APP_ROLE, sql_literal, user_transaction
+from support.app import create
 
 
 @pytest.fixture
@@ -78,9 +78,12 @@ async def test_the_service_role_neither_owns_the_tables_nor_bypasses_rls(pool, a
 
 @pytest.mark.parametrize(
     "value, literal",
-    [pytest.param("alice", "E'alice'", id="plain"), pytest.param("o'brien", "E'o\\'brien'", id="quote"),
-     pytest.param("back\\slash", "E'back\\\\slash'", id="backslash"),
-     pytest.param("\\'; DROP TABLE tasks; --", "E'\\\\\\'; DROP TABLE tasks; --'", id="injection")],
+    [
+        pytest.param("alice", "E'alice'", id="plain"),
+        pytest.param("o'brien", "E'o\\'brien'", id="quote"),
+        pytest.param("back\\slash", "E'back\\\\slash'", id="backslash"),
+        pytest.param("\\'; DROP TABLE tasks; --", "E'\\\\\\'; DROP TABLE tasks; --'", id="injection"),
+    ],
 )
 async def test_user_ids_are_quoted_as_sql_literals(pool, value, literal):
     assert sql_literal(value) == literal

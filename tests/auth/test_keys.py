@@ -104,7 +104,9 @@ def test_private_members_in_the_input_are_dropped(make_private_jwk):
         pytest.param(lambda: ed25519(kid="k" * 257), "kid", id="kid-too-long"),
         pytest.param(lambda: ed25519("bad-x", x="!!!not base64!!!"), "bad-x", id="okp-bad-base64-x"),
         pytest.param(lambda: {k: v for k, v in rsa_jwk("no-n").items() if k != "n"}, "no-n", id="rsa-missing-n"),
-        pytest.param(lambda: {k: v for k, v in ec("P-256", "no-y", None).items() if k != "y"}, "no-y", id="ec-missing-y"),
+        pytest.param(
+            lambda: {k: v for k, v in ec("P-256", "no-y", None).items() if k != "y"}, "no-y", id="ec-missing-y"
+        ),
         pytest.param(lambda: ec("P-256", "off-curve", None, x="AAAA", y="AAAA"), "off-curve", id="ec-point-off-curve"),
         pytest.param(lambda: ed25519("x-number", x=123), "x-number", id="okp-x-not-a-string"),
         pytest.param(lambda: "not an object", "object", id="entry-not-an-object"),

@@ -10,10 +10,10 @@ import time
 
 import httpx
 import pytest
-from conftest import assert_problem, new_user_id
 from joserfc.jwk import OKPKey
 
 from service.testing import SUPPORTED_TEST_ALGORITHMS, SigningKey, sign_compact
+from support.app import assert_problem, new_user_id
 
 
 def b64(data: bytes) -> str:
@@ -78,7 +78,9 @@ async def test_two_authorization_headers_are_refused(client, issuer):
 async def test_token_elsewhere_than_the_header_is_not_accepted(client, issuer):
     user = new_user_id()
     token = issuer.issue_token(user)
-    response = await client.get(f"/api/{user}/tasks", params={"access_token": token}, headers={"Cookie": f"token={token}"})
+    response = await client.get(
+        f"/api/{user}/tasks", params={"access_token": token}, headers={"Cookie": f"token={token}"}
+    )
     assert_problem(response, 401, "missing_token")
 
 
@@ -100,7 +102,9 @@ async def test_token_elsewhere_than_the_header_is_not_accepted(client, issuer):
 )
 async def test_bad_claims_are_401(client, issuer, claims, drop, fragment):
     user = new_user_id()
-    assert_invalid_token(await get_tasks(client, user, issuer.issue_token(user, claims=claims, drop_claims=drop)), fragment)
+    assert_invalid_token(
+        await get_tasks(client, user, issuer.issue_token(user, claims=claims, drop_claims=drop)), fragment
+    )
 
 
 async def test_token_within_leeway_after_exp_is_still_accepted(client, issuer):
@@ -152,8 +156,14 @@ async def test_key_type_must_match_alg(start_app, issuer):
 @pytest.mark.parametrize("member", ["jwk", "jku", "x5u", "x5c", "crit", "b64"])
 async def test_headers_that_bring_their_own_key_or_processing_are_refused(client, issuer, member):
     user = new_user_id()
-    value = {"jwk": issuer.current_key.public_jwk(), "jku": "http://evil.test/jwks", "x5u": "http://evil.test/cert",
-             "x5c": ["MIIB"], "crit": ["exp"], "b64": False}[member]
+    value = {
+        "jwk": issuer.current_key.public_jwk(),
+        "jku": "http://evil.test/jwks",
+        "x5u": "http://evil.test/cert",
+        "x5c": ["MIIB"],
+        "crit": ["exp"],
+        "b64": False,
+    }[member]
     token = issuer.issue_token(user, header={member: value})
     assert_invalid_token(await get_tasks(client, user, token), member)
 

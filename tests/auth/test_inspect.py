@@ -22,8 +22,12 @@ def issuer():
 
 @pytest.fixture
 def settings(issuer):
-    return Settings(better_auth_url=issuer.base_url, jwks_url=issuer.jwks_url, jwt_issuer=issuer.issuer,
-                    jwt_audience=issuer.audience)
+    return Settings(
+        better_auth_url=issuer.base_url,
+        jwks_url=issuer.jwks_url,
+        jwt_issuer=issuer.issuer,
+        jwt_audience=issuer.audience,
+    )
 
 
 async def run(settings, token=None) -> tuple[int, str]:
@@ -34,9 +38,15 @@ async def run(settings, token=None) -> tuple[int, str]:
 @pytest.mark.filterwarnings("ignore::joserfc.errors.SecurityWarning")  # the deliberately weak test key
 async def test_lists_each_key_with_its_verdict(issuer, settings):
     ed, es = issuer.current_key, issuer.rotate("ES256")
-    weak = {"kty": "RSA", "kid": "weak", **{k: v for k, v in RSAKey.generate_key(1024).as_dict(private=False).items() if k in ("n", "e")}}
+    weak = {
+        "kty": "RSA",
+        "kid": "weak",
+        **{k: v for k, v in RSAKey.generate_key(1024).as_dict(private=False).items() if k in ("n", "e")},
+    }
     with respx.mock(assert_all_called=True) as router:
-        router.get(issuer.jwks_url).mock(return_value=httpx.Response(200, json={"keys": [*issuer.jwks()["keys"], weak]}))
+        router.get(issuer.jwks_url).mock(
+            return_value=httpx.Response(200, json={"keys": [*issuer.jwks()["keys"], weak]})
+        )
         status, text = await run(dataclasses.replace(settings, jwt_algorithms=("EdDSA",)))
     assert status == 0
     assert f"kid={ed.kid}  alg=EdDSA  OKP Ed25519  accepted for EdDSA" in text

@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import assert_problem, create
 
+from support.app import assert_problem, create
 
 # -- create -----------------------------------------------------------------------------------
 
 
 async def test_create_returns_201_location_etag_and_the_task(client, alice):
-    response = await client.post(alice.url(), json={"title": "  Buy milk ", "description": "2 L"}, headers=alice.headers)
+    response = await client.post(
+        alice.url(), json={"title": "  Buy milk ", "description": "2 L"}, headers=alice.headers
+    )
     assert response.status_code == 201
     task = response.json()
     assert task["title"] == "Buy milk"  # surrounding whitespace trimmed
@@ -92,11 +94,19 @@ async def test_get_returns_the_task_with_its_etag(client, alice):
 
 
 @pytest.mark.parametrize(
-    "task_id", [pytest.param("abc", id="text"), pytest.param("0", id="zero"), pytest.param("-1", id="negative"),
-                pytest.param(str(2**63), id="beyond-bigint"), pytest.param("1.5", id="fraction")]
+    "task_id",
+    [
+        pytest.param("abc", id="text"),
+        pytest.param("0", id="zero"),
+        pytest.param("-1", id="negative"),
+        pytest.param(str(2**63), id="beyond-bigint"),
+        pytest.param("1.5", id="fraction"),
+    ],
 )
 async def test_get_rejects_ids_out_of_range(client, alice, task_id):
-    problem = assert_problem(await client.get(alice.url(f"/{task_id}"), headers=alice.headers), 422, "validation_failed")
+    problem = assert_problem(
+        await client.get(alice.url(f"/{task_id}"), headers=alice.headers), 422, "validation_failed"
+    )
     assert problem["errors"][0]["field"] == "task_id"
 
 
@@ -105,6 +115,7 @@ async def test_another_users_task_is_indistinguishable_from_a_missing_one(client
     missing = await client.get(alice.url("/9223372036854775000"), headers=alice.headers)
     foreign = await client.get(alice.url(f"/{theirs['id']}"), headers=alice.headers)
     assert_problem(foreign, 404, "task_not_found")
+
     def comparable(headers) -> dict:  # the request id differs by design
         return {k: v for k, v in headers.items() if k != "x-request-id"}
 
@@ -122,7 +133,9 @@ WRITE_ROUTES = [
 
 
 @pytest.mark.parametrize("method, suffix, body", WRITE_ROUTES)
-async def test_every_id_route_answers_404_for_another_users_task_and_leaves_it_alone(client, alice, bob, method, suffix, body):
+async def test_every_id_route_answers_404_for_another_users_task_and_leaves_it_alone(
+    client, alice, bob, method, suffix, body
+):
     theirs = await create(client, bob, "Bob's task")
     response = await client.request(method, alice.url(f"/{theirs['id']}{suffix}"), json=body, headers=alice.headers)
     assert_problem(response, 404, "task_not_found")
@@ -130,8 +143,14 @@ async def test_every_id_route_answers_404_for_another_users_task_and_leaves_it_a
     assert unchanged.json() == theirs
 
 
-@pytest.mark.parametrize("method, suffix, body", [*WRITE_ROUTES, pytest.param("GET", "LIST", None, id="list"),
-                                                  pytest.param("POST", "LIST", {"title": "x"}, id="create")])
+@pytest.mark.parametrize(
+    "method, suffix, body",
+    [
+        *WRITE_ROUTES,
+        pytest.param("GET", "LIST", None, id="list"),
+        pytest.param("POST", "LIST", {"title": "x"}, id="create"),
+    ],
+)
 async def test_every_route_answers_403_when_the_path_names_another_user(client, alice, bob, method, suffix, body):
     theirs = await create(client, bob)
     path = bob.url() if suffix == "LIST" else bob.url(f"/{theirs['id']}{suffix}")
@@ -210,7 +229,9 @@ async def test_cursor_from_one_sort_is_refused_for_another(client, make_user):
         await create(client, user, f"t{i}")
     first = await client.get(user.url(), params={"limit": 1, "sort": "title"}, headers=user.headers)
     cursor = first.headers["link"].split("cursor=")[1].split(">")[0]
-    response = await client.get(user.url(), params={"limit": 1, "sort": "created_at", "cursor": cursor}, headers=user.headers)
+    response = await client.get(
+        user.url(), params={"limit": 1, "sort": "created_at", "cursor": cursor}, headers=user.headers
+    )
     assert_problem(response, 422, "validation_failed")
 
 
@@ -220,7 +241,9 @@ async def test_cursor_from_one_sort_is_refused_for_another(client, make_user):
 async def test_put_replaces_and_bumps_the_etag(client, alice):
     task = await create(client, alice, "old", description="old d")
     body = {"title": "new", "description": "", "completed": True}
-    response = await client.put(alice.url(f"/{task['id']}"), json=body, headers={**alice.headers, "If-Match": f'"{task["id"]}-1"'})
+    response = await client.put(
+        alice.url(f"/{task['id']}"), json=body, headers={**alice.headers, "If-Match": f'"{task["id"]}-1"'}
+    )
     assert response.status_code == 200, response.text
     updated = response.json()
     assert (updated["title"], updated["description"], updated["completed"]) == ("new", "", True)
@@ -243,12 +266,18 @@ async def test_patch_changes_only_given_fields(client, alice):
 
 @pytest.mark.parametrize(
     "body",
-    [pytest.param({}, id="empty"), pytest.param({"title": None}, id="null-title"),
-     pytest.param({"completed": "yes"}, id="completed-not-bool"), pytest.param({"id": 5}, id="id-not-patchable")],
+    [
+        pytest.param({}, id="empty"),
+        pytest.param({"title": None}, id="null-title"),
+        pytest.param({"completed": "yes"}, id="completed-not-bool"),
+        pytest.param({"id": 5}, id="id-not-patchable"),
+    ],
 )
 async def test_patch_rejects_invalid_changes(client, alice, body):
     task = await create(client, alice)
-    assert_problem(await client.patch(alice.url(f"/{task['id']}"), json=body, headers=alice.headers), 422, "validation_failed")
+    assert_problem(
+        await client.patch(alice.url(f"/{task['id']}"), json=body, headers=alice.headers), 422, "validation_failed"
+    )
 
 
 async def test_complete_toggles_back_and_forth(client, alice):
@@ -272,20 +301,30 @@ async def test_stale_if_match_gets_412_and_changes_nothing(client, alice, method
     task = await create(client, alice)
     await client.patch(alice.url(f"/{task['id']}"), json={"title": "moved on"}, headers=alice.headers)
     stale = {**alice.headers, "If-Match": f'"{task["id"]}-1"'}
-    assert_problem(await client.request(method, alice.url(f"/{task['id']}{suffix}"), json=body, headers=stale), 412, "precondition_failed")
+    assert_problem(
+        await client.request(method, alice.url(f"/{task['id']}{suffix}"), json=body, headers=stale),
+        412,
+        "precondition_failed",
+    )
     current = await client.get(alice.url(f"/{task['id']}"), headers=alice.headers)
     assert current.json()["title"] == "moved on" and current.headers["etag"] == f'"{task["id"]}-2"'
 
 
 @pytest.mark.parametrize(
     "if_match, status",
-    [pytest.param("*", 200, id="star"), pytest.param('"0-1", "{id}-1"', 200, id="list-with-current"),
-     pytest.param('W/"{id}-1"', 412, id="weak-never-matches"), pytest.param('"{other}-1"', 412, id="other-tasks-etag")],
+    [
+        pytest.param("*", 200, id="star"),
+        pytest.param('"0-1", "{id}-1"', 200, id="list-with-current"),
+        pytest.param('W/"{id}-1"', 412, id="weak-never-matches"),
+        pytest.param('"{other}-1"', 412, id="other-tasks-etag"),
+    ],
 )
 async def test_if_match_forms(client, alice, if_match, status):
     task = await create(client, alice)
     header = if_match.format(id=task["id"], other=task["id"] + 1)
-    response = await client.patch(alice.url(f"/{task['id']}"), json={"title": "x"}, headers={**alice.headers, "If-Match": header})
+    response = await client.patch(
+        alice.url(f"/{task['id']}"), json={"title": "x"}, headers={**alice.headers, "If-Match": header}
+    )
     assert response.status_code == status, response.text
 
 
@@ -299,7 +338,9 @@ async def test_concurrent_puts_with_the_same_if_match_let_exactly_one_win(client
     task = await create(client, alice)
     headers = {**alice.headers, "If-Match": f'"{task["id"]}-1"'}
     bodies = [{"title": f"writer {i}", "description": "", "completed": False} for i in range(8)]
-    responses = await asyncio.gather(*(client.put(alice.url(f"/{task['id']}"), json=b, headers=headers) for b in bodies))
+    responses = await asyncio.gather(
+        *(client.put(alice.url(f"/{task['id']}"), json=b, headers=headers) for b in bodies)
+    )
     assert sorted(r.status_code for r in responses) == [200] + [412] * 7
 
 
@@ -318,7 +359,9 @@ async def test_retried_post_with_idempotency_key_creates_one_task(client, alice)
 
 async def test_concurrent_posts_with_one_idempotency_key_create_one_task(client, alice):
     headers = {**alice.headers, "Idempotency-Key": "burst"}
-    responses = await asyncio.gather(*(client.post(alice.url(), json={"title": "once"}, headers=headers) for _ in range(10)))
+    responses = await asyncio.gather(
+        *(client.post(alice.url(), json={"title": "once"}, headers=headers) for _ in range(10))
+    )
     assert {r.status_code for r in responses} == {201}
     assert len({r.json()["id"] for r in responses}) == 1
     assert len((await client.get(alice.url(), headers=alice.headers)).json()) == 1
@@ -327,7 +370,9 @@ async def test_concurrent_posts_with_one_idempotency_key_create_one_task(client,
 async def test_idempotency_key_reused_with_another_body_is_refused(client, alice):
     headers = {**alice.headers, "Idempotency-Key": "k"}
     await client.post(alice.url(), json={"title": "first"}, headers=headers)
-    assert_problem(await client.post(alice.url(), json={"title": "second"}, headers=headers), 422, "idempotency_key_reused")
+    assert_problem(
+        await client.post(alice.url(), json={"title": "second"}, headers=headers), 422, "idempotency_key_reused"
+    )
 
 
 async def test_idempotency_keys_are_per_user(client, alice, bob):
@@ -337,8 +382,9 @@ async def test_idempotency_keys_are_per_user(client, alice, bob):
     assert "idempotent-replayed" not in b.headers
 
 
-@pytest.mark.parametrize("key", [pytest.param("", id="empty"), pytest.param("k" * 256, id="too-long"),
-                                 pytest.param("has space", id="space")])
+@pytest.mark.parametrize(
+    "key", [pytest.param("", id="empty"), pytest.param("k" * 256, id="too-long"), pytest.param("has space", id="space")]
+)
 async def test_malformed_idempotency_key_is_422(client, alice, key):
     response = await client.post(alice.url(), json={"title": "x"}, headers={**alice.headers, "Idempotency-Key": key})
     assert_problem(response, 422, "validation_failed")
@@ -358,7 +404,9 @@ async def test_unknown_route_and_method_are_problem_details(client, alice):
 async def test_if_match_with_non_ascii_digits_is_412_not_500(client, alice):
     task = await create(client, alice)
     headers = {**alice.headers, "If-Match": f'"{task["id"]}-\u00b2"'.encode("latin-1")}
-    assert_problem(await client.patch(alice.url(f"/{task['id']}/complete"), headers=headers), 412, "precondition_failed")
+    assert_problem(
+        await client.patch(alice.url(f"/{task['id']}/complete"), headers=headers), 412, "precondition_failed"
+    )
 
 
 async def test_cursor_at_the_edge_of_time_is_422_not_500(client, alice):
@@ -368,9 +416,13 @@ async def test_cursor_at_the_edge_of_time_is_422_not_500(client, alice):
 
     payload = {"o": {"sort": "-created_at", "status": "all", "q": None}, "k": "0001-01-01T00:00:00+14:00", "i": 1}
     cursor = base64.urlsafe_b64encode(orjson.dumps(payload)).rstrip(b"=").decode()
-    assert_problem(await client.get(alice.url(), params={"cursor": cursor}, headers=alice.headers), 422, "validation_failed")
+    assert_problem(
+        await client.get(alice.url(), params={"cursor": cursor}, headers=alice.headers), 422, "validation_failed"
+    )
 
 
 async def test_anonymous_oversized_body_is_401_before_413(client, alice):
     big = b'{"title": "' + b"x" * 20_000 + b'"}'
-    assert_problem(await client.post(alice.url(), content=big, headers={"Content-Type": "application/json"}), 401, "missing_token")
+    assert_problem(
+        await client.post(alice.url(), content=big, headers={"Content-Type": "application/json"}), 401, "missing_token"
+    )

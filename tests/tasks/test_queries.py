@@ -14,8 +14,8 @@ import ast
 import itertools
 import re
 import types
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import pytest
 
@@ -104,7 +104,7 @@ def executor_calls(function: ast.AsyncFunctionDef) -> list[ast.Call]:
 
 def load(source: str) -> tuple[ast.Module, types.ModuleType]:
     module = types.ModuleType("queries_under_test")
-    exec(compile(source, str(QUERIES), "exec"), module.__dict__)  # noqa: S102 - our own source
+    exec(compile(source, str(QUERIES), "exec"), module.__dict__)
     return ast.parse(source), module
 
 
@@ -135,13 +135,18 @@ def statements_and_problems(source: str) -> tuple[list[Statement], list[str]]:
             built = assignment_of(function, sql_node.id) if isinstance(sql_node, ast.Name) else None
             builder = built.func.id if isinstance(built, ast.Call) and isinstance(built.func, ast.Name) else None
             if builder not in BUILDERS:
-                problems.append(f"{where}: cannot see the SQL of {ast.unparse(sql_node)!r}; use a literal or a builder in BUILDERS")
+                problems.append(
+                    f"{where}: cannot see the SQL of {ast.unparse(sql_node)!r}; use a literal or a builder in BUILDERS"
+                )
                 continue
             for arguments in BUILDERS[builder](module):
                 sql = getattr(module, builder)(*arguments)
                 statements.append(Statement(f"{function.name} via {builder}{arguments}", call.lineno, sql))
     for statement in statements:
-        problems += [f"{statement.function} (line {statement.line}): {p}\n    {statement.sql}" for p in sql_problems(statement.sql)]
+        problems += [
+            f"{statement.function} (line {statement.line}): {p}\n    {statement.sql}"
+            for p in sql_problems(statement.sql)
+        ]
     return statements, problems
 
 
@@ -229,10 +234,21 @@ def sql_problems(sql: str) -> list[str]:
             continue
         if keyword == "JOIN":
             on = keyword_at_level(sql, depths, r"\bON\b", use.end(), end, level)
-            condition = clause_after(sql, depths, on[0].end(), end, r"\b(WHERE|JOIN|LEFT|RIGHT|INNER|FULL|CROSS)\b") if on else ""
-            if not any(re.fullmatch(r"\w+\.user_id\s*=\s*\w+\.user_id", c, re.IGNORECASE) for c in split_top_level(condition, "AND")):
+            condition = (
+                clause_after(sql, depths, on[0].end(), end, r"\b(WHERE|JOIN|LEFT|RIGHT|INNER|FULL|CROSS)\b")
+                if on
+                else ""
+            )
+            if not any(
+                re.fullmatch(r"\w+\.user_id\s*=\s*\w+\.user_id", c, re.IGNORECASE)
+                for c in split_top_level(condition, "AND")
+            ):
                 problems.append(f"JOIN {table} must join on user_id equality (a co-located join), got ON {condition!r}")
-        wheres = [m for m in keyword_at_level(sql, depths, r"\bWHERE\b", start, end, level) if not after_do_update(sql, depths, m.start(), start)]
+        wheres = [
+            m
+            for m in keyword_at_level(sql, depths, r"\bWHERE\b", start, end, level)
+            if not after_do_update(sql, depths, m.start(), start)
+        ]
         if not wheres:
             problems.append(f"{keyword} {table} without a WHERE")
             continue
@@ -297,13 +313,17 @@ def outside_problems(sources: dict[str, str]) -> list[str]:
         for node in ast.walk(tree):
             if name not in SQL_MODULES and isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
                 if node.func.attr in EXECUTOR_METHODS:
-                    problems.append(f"{name}:{node.lineno}: runs SQL ({ast.unparse(node)[:80]}); SQL belongs in {sorted(SQL_MODULES)}")
+                    problems.append(
+                        f"{name}:{node.lineno}: runs SQL ({ast.unparse(node)[:80]}); SQL belongs in {sorted(SQL_MODULES)}"
+                    )
             if name != "tasks/queries.py" and isinstance(node, ast.Constant) and isinstance(node.value, str):
                 if id(node) in docstrings:
                     continue
                 for use in TABLE_USE.finditer(node.value):
                     if use.group(2).lower() in USER_TABLES:
-                        problems.append(f"{name}:{node.lineno}: SQL on {use.group(2)} outside tasks/queries.py: {node.value[:80]!r}")
+                        problems.append(
+                            f"{name}:{node.lineno}: SQL on {use.group(2)} outside tasks/queries.py: {node.value[:80]!r}"
+                        )
     return problems
 
 
@@ -319,63 +339,75 @@ MUTATIONS = [
     pytest.param(
         'f"SELECT {TASK_COLUMNS} FROM tasks WHERE user_id = $1 AND id = $2"',
         'f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = $2"',
-        "no `user_id = $1`", id="select-without-owner-filter",
+        "no `user_id = $1`",
+        id="select-without-owner-filter",
     ),
     pytest.param(
         '"DELETE FROM tasks WHERE user_id = $1 AND id = $2',
         '"DELETE FROM tasks WHERE id = $2',
-        "no `user_id = $1`", id="delete-without-owner-filter",
+        "no `user_id = $1`",
+        id="delete-without-owner-filter",
     ),
     pytest.param(
         'where = "user_id = $1" + STATUS_FILTERS[status]',
         'where = "user_id = $1 OR true" + STATUS_FILTERS[status]',
-        "OR at the top", id="list-owner-filter-or-ed-away",
+        "OR at the top",
+        id="list-owner-filter-or-ed-away",
     ),
     pytest.param(
         'where = "user_id = $1" + STATUS_FILTERS[status]',
         'where = "user_id = $2" + STATUS_FILTERS[status]',
-        "no `user_id = $1`", id="list-owner-as-2",
+        "no `user_id = $1`",
+        id="list-owner-as-2",
     ),
     pytest.param(
         "(user_id, title, description) VALUES ($1, $2, $3)",
         "(user_id, title, description) VALUES ($2, $1, $3)",
-        "user_id must be bound from $1", id="insert-owner-from-2",
+        "user_id must be bound from $1",
+        id="insert-owner-from-2",
     ),
     pytest.param(
         "ON CONFLICT (user_id, key)",
         "ON CONFLICT ON CONSTRAINT idempotency_keys_pkey",
-        "ON CONFLICT must target", id="on-conflict-without-owner",
+        "ON CONFLICT must target",
+        id="on-conflict-without-owner",
     ),
     pytest.param(
         "t.user_id = k.user_id AND t.id = k.task_id",
         "t.id = k.task_id",
-        "co-located join", id="join-without-owner",
+        "co-located join",
+        id="join-without-owner",
     ),
     pytest.param(
         "WHERE user_id = $1 AND key = $2",
         "WHERE key = $2",
-        "no `user_id = $1`", id="cte-update-without-owner-filter",
+        "no `user_id = $1`",
+        id="cte-update-without-owner-filter",
     ),
     pytest.param(
         "async def get_task(db: Executor, user_id: str, task_id: int)",
         "async def get_task(db: Executor, task_id: int, user_id: str)",
-        "first parameter after the executor must be user_id", id="owner-not-first-parameter",
+        "first parameter after the executor must be user_id",
+        id="owner-not-first-parameter",
     ),
     pytest.param(
         "    return bool(deleted)",
         "    return bool(deleted)\n\n\nasync def count_tasks(db: Executor) -> int:\n"
         '    return await db.fetchval("SELECT count(*) FROM tasks")',
-        "without a WHERE", id="new-unfiltered-statement",
+        "without a WHERE",
+        id="new-unfiltered-statement",
     ),
     pytest.param(
         "    args: list[Any] = [user_id, limit]",
         "    args: list[Any] = [limit, user_id]",
-        "$1 must be bound to user_id", id="list-binds-owner-second",
+        "$1 must be bound to user_id",
+        id="list-binds-owner-second",
     ),
     pytest.param(
         '"SELECT 1 FROM tasks WHERE user_id = $1 AND id = $2", user_id, task_id',
         '"SELECT 1 FROM tasks WHERE user_id = $1 AND id = $2", task_id, user_id',
-        "$1 must be bound to user_id", id="binds-swapped",
+        "$1 must be bound to user_id",
+        id="binds-swapped",
     ),
 ]
 

@@ -21,14 +21,13 @@ import asyncpg
 import httpx
 import psutil
 import pytest
-from conftest import User
-from support.fixtures import migrated, start_app_at  # noqa: F401 - fixtures
-from support.pgbouncer import Pgbouncer, ensure_pgbouncer, pgbouncer_version, running_pgbouncer
 
 from service.db.migrate import ADVISORY_LOCK_ID, apply_migrations
 from service.db.pool import create_pool
 from service.db.session import APP_ROLE, begin_as, user_transaction
 from service.settings import REPO_ROOT, Settings
+from support.app import User
+from support.pgbouncer import Pgbouncer, ensure_pgbouncer, pgbouncer_version, running_pgbouncer
 
 SERVER_CONNECTIONS = 2  # pgbouncer's default_pool_size in these tests
 CLIENT_CONNECTIONS = 8  # the app's pool: more clients than server connections
@@ -94,7 +93,9 @@ def mixed_calls(users: dict[str, User], tasks: dict[str, list[dict]], other: dic
                 calls.append(Call(user, "DELETE", path, 204))
                 del state[task["id"]]
             elif kind == 3:
-                calls.append(Call(user, "PUT", path, 200, {"title": f"{name} put {i}", "description": "d", "completed": True}))
+                calls.append(
+                    Call(user, "PUT", path, 200, {"title": f"{name} put {i}", "description": "d", "completed": True})
+                )
                 state[task["id"]] = (f"{name} put {i}", True)
             else:
                 calls.append(Call(user, "GET", path, 200))
@@ -103,7 +104,9 @@ def mixed_calls(users: dict[str, User], tasks: dict[str, list[dict]], other: dic
         for i in range(6):
             key = f"{name}-key-{i}"
             for _ in range(2):  # each key twice: the replay answers the same task
-                calls.append(Call(user, "POST", user.url(), 201, {"title": f"{name} keyed {i}"}, {"Idempotency-Key": key}))
+                calls.append(
+                    Call(user, "POST", user.url(), 201, {"title": f"{name} keyed {i}"}, {"Idempotency-Key": key})
+                )
         for other_id in list(other[name])[:4]:  # someone else's task: as missing as a task that never existed
             calls.append(Call(user, "GET", user.url(f"/{other_id}"), 404))
         expected[name] = state
@@ -116,7 +119,9 @@ async def send(client: httpx.AsyncClient, call: Call) -> httpx.Response:
     )
 
 
-async def run_mixed_traffic(client: httpx.AsyncClient, alice: User, bob: User) -> tuple[list[tuple[Call, httpx.Response]], dict]:
+async def run_mixed_traffic(
+    client: httpx.AsyncClient, alice: User, bob: User
+) -> tuple[list[tuple[Call, httpx.Response]], dict]:
     users = {"alice": alice, "bob": bob}
     creates = [
         Call(user, "POST", user.url(), 201, {"title": f"{name} task {i:02d}"})
@@ -170,7 +175,9 @@ async def test_mixed_traffic_of_two_users_through_pgbouncer_transaction_mode(
             await sampler
 
         assert len(results) >= 200
-        assert failures(results) == [], "\n".join(failures(results)[:20]) + "\n--- pgbouncer ---\n" + bouncer.log()[-3000:]
+        assert failures(results) == [], (
+            "\n".join(failures(results)[:20]) + "\n--- pgbouncer ---\n" + bouncer.log()[-3000:]
+        )
 
         # Each user sees exactly their own tasks, in the state their own writes left them.
         for name, user in {"alice": alice, "bob": bob}.items():
@@ -195,7 +202,9 @@ async def test_mixed_traffic_of_two_users_through_pgbouncer_transaction_mode(
         assert max(clients for _, clients in samples) > SERVER_CONNECTIONS, samples
 
 
-async def test_rls_user_is_set_inside_each_transaction_and_gone_outside_it(bouncer: Pgbouncer, migrated: str, alice, bob):
+async def test_rls_user_is_set_inside_each_transaction_and_gone_outside_it(
+    bouncer: Pgbouncer, migrated: str, alice, bob
+):
     """The service's own transaction code (`user_transaction`) on 6 client connections over 2
     server connections: inside, `app.user_id` and the role are the caller's; outside (on whatever
     server connection pgbouncer picks next) nothing is left."""
@@ -207,14 +216,24 @@ async def test_rls_user_is_set_inside_each_transaction_and_gone_outside_it(bounc
     async def worker(user_id: str, rounds: int) -> None:
         for _ in range(rounds):
             async with user_transaction(pool, user_id, acquire_timeout_seconds=10) as conn:
-                before = await conn.fetchrow("SELECT current_setting('app.user_id', true) AS u, current_user AS r, pg_backend_pid() AS pid")
+                before = await conn.fetchrow(
+                    "SELECT current_setting('app.user_id', true) AS u, current_user AS r, pg_backend_pid() AS pid"
+                )
                 await asyncio.sleep(random.uniform(0, 0.004))  # let other clients' transactions interleave
-                after = await conn.fetchrow("SELECT current_setting('app.user_id', true) AS u, current_user AS r, pg_backend_pid() AS pid")
+                after = await conn.fetchrow(
+                    "SELECT current_setting('app.user_id', true) AS u, current_user AS r, pg_backend_pid() AS pid"
+                )
                 seen[user_id].add(before["pid"])
-                if (before["u"], before["r"]) != (user_id, APP_ROLE) or after["u"] != user_id or after["pid"] != before["pid"]:
+                if (
+                    (before["u"], before["r"]) != (user_id, APP_ROLE)
+                    or after["u"] != user_id
+                    or after["pid"] != before["pid"]
+                ):
                     problems.append(f"inside {user_id}: {dict(before)} then {dict(after)}")
             async with pool.acquire() as conn:  # outside any transaction of ours
-                row = await conn.fetchrow("SELECT current_setting('app.user_id', true) AS u, current_user = session_user AS own_role")
+                row = await conn.fetchrow(
+                    "SELECT current_setting('app.user_id', true) AS u, current_user = session_user AS own_role"
+                )
                 if row["u"] not in (None, "") or not row["own_role"]:
                     problems.append(f"outside, after {user_id}: {dict(row)}")
 
@@ -228,7 +247,9 @@ async def test_rls_user_is_set_inside_each_transaction_and_gone_outside_it(bounc
     assert seen[alice.id] & seen[bob.id], seen
 
 
-async def test_the_begin_message_is_one_simple_query_that_pgbouncer_passes_whole(bouncer: Pgbouncer, migrated: str, alice):
+async def test_the_begin_message_is_one_simple_query_that_pgbouncer_passes_whole(
+    bouncer: Pgbouncer, migrated: str, alice
+):
     """`begin_as` is several statements in one simple-query message: pgbouncer keeps the server
     connection for the whole transaction it opens, and `SET LOCAL` dies with it."""
     conn = await asyncpg.connect(bouncer.dsn(migrated), statement_cache_size=0)
@@ -284,6 +305,7 @@ async def test_max_prepared_statements_needs_pgbouncer_1_21(postgres_admin_dsn: 
 async def _cached_statements_work(dsn: str) -> None:
     pool = await create_pool(dsn, Settings(db_statement_cache_size=100, db_pool_min_size=6, db_pool_max_size=6))
     try:
+
         async def worker(n: int) -> None:
             for i in range(30):
                 async with user_transaction(pool, f"user_{n}", acquire_timeout_seconds=10) as conn:
@@ -319,7 +341,9 @@ async def test_a_second_process_can_migrate_through_pgbouncer_transaction_mode(p
         assert all(o.startswith("exit 0") for o in outputs), "\n".join(outputs)
 
 
-async def test_migrations_through_pgbouncer_transaction_mode_leave_no_lock_behind(postgres_admin_dsn: str, migrated: str):
+async def test_migrations_through_pgbouncer_transaction_mode_leave_no_lock_behind(
+    postgres_admin_dsn: str, migrated: str
+):
     # FIFO reuse of server connections (busy poolers hop between them anyway).
     with running_pgbouncer(postgres_admin_dsn, extra={"server_round_robin": "1", "min_pool_size": "2"}) as bouncer:
         dsn = bouncer.dsn(migrated)
@@ -346,4 +370,6 @@ async def test_migrations_through_pgbouncer_transaction_mode_leave_no_lock_behin
             )  # fmt: skip
         finally:
             await admin.close()
-        assert held == [], f"the migrations' advisory lock is still held by server connection(s) {[r['pid'] for r in held]}"
+        assert held == [], (
+            f"the migrations' advisory lock is still held by server connection(s) {[r['pid'] for r in held]}"
+        )

@@ -7,96 +7,16 @@ clock, so nothing here sleeps for real.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import secrets
 
 import httpx
 import pytest
-import respx
 
-from service.auth.fetch import fetch_jwks
-from service.auth.jwks import JWKSCache, KeysUnavailableError, UnknownKidError
-from service.testing import FakeBetterAuth
+from service.auth.jwks import KeysUnavailableError, UnknownKidError
+from support.clock import settle
 
-INTERVAL = 5.0  # min refetch interval
-REFRESH = 300.0
-STALENESS = 3600.0
-SKEW = 30.0
-JWKS_URL = "http://issuer.test/api/auth/jwks"
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-        self._sleepers: list[tuple[float, int, asyncio.Future]] = []
-        self._order = 0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        future = asyncio.get_running_loop().create_future()
-        self._order += 1
-        heapq.heappush(self._sleepers, (self.now + seconds, self._order, future))
-        await future
-
-    async def advance(self, seconds: float) -> None:
-        """Move time forward, waking each sleeper at its deadline, and let woken tasks run."""
-        target = self.now + seconds
-        while self._sleepers and self._sleepers[0][0] <= target:
-            deadline, _, future = heapq.heappop(self._sleepers)
-            self.now = max(self.now, deadline)
-            if not future.done():
-                future.set_result(None)
-            await settle()
-        self.now = target
-        await settle()
-
-
-async def settle() -> None:
-    for _ in range(20):
-        await asyncio.sleep(0)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def issuer(clock) -> FakeBetterAuth:
-    return FakeBetterAuth("http://issuer.test", clock=clock)
-
-
-@pytest.fixture
-async def host(issuer):
-    """The mocked JWKS host; `host.route` can be re-mocked to fail."""
-    with respx.mock(assert_all_called=False) as router:
-        route = issuer.mock(router)
-        async with httpx.AsyncClient() as client:
-            yield type("Host", (), {"route": route, "client": client, "router": router})
-
-
-@pytest.fixture
-def make_cache(host, clock):
-    def make(**overrides) -> JWKSCache:
-        options = dict(min_refetch_interval_seconds=INTERVAL, refresh_interval_seconds=REFRESH,
-                       max_staleness_seconds=STALENESS, clock_skew_seconds=SKEW)
-        options.update(overrides)
-        return JWKSCache(
-            lambda: fetch_jwks(host.client, JWKS_URL, timeout_seconds=5, max_bytes=64 * 1024),
-            clock=clock, sleep=clock.sleep, **options,
-        )
-
-    return make
-
-
-@pytest.fixture
-async def cache(make_cache) -> JWKSCache:
-    cache = make_cache()
-    assert await cache.refresh() is not None
-    return cache
+from .conftest import INTERVAL, REFRESH, SKEW, STALENESS
 
 
 def calls(host) -> int:
@@ -106,14 +26,14 @@ def calls(host) -> int:
 # -- freshness --------------------------------------------------------------------------------
 
 
-async def test_background_refresh_renews_keys_so_requests_never_fetch(make_cache, host, issuer, clock):
+async def test_background_refresh_renews_keys_so_requests_never_fetch(make_cache, host, timed_issuer, clock):
     cache = make_cache()
     refresher = asyncio.create_task(cache.run_refresher())
     await settle()
     assert calls(host) == 1  # fetched at start
     for _ in range(3):
         await clock.advance(REFRESH)
-        assert (await cache.get_key(issuer.current_key.kid, clock())).kid == issuer.current_key.kid
+        assert (await cache.get_key(timed_issuer.current_key.kid, clock())).kid == timed_issuer.current_key.kid
     assert calls(host) == 4 and cache.stale_seconds() == 0  # one per interval, none by requests
     refresher.cancel()
 
@@ -121,9 +41,9 @@ async def test_background_refresh_renews_keys_so_requests_never_fetch(make_cache
 # -- unknown kid ------------------------------------------------------------------------------
 
 
-async def test_thousand_concurrent_requests_for_one_new_kid_share_one_fetch(cache, host, issuer, clock):
+async def test_thousand_concurrent_requests_for_one_new_kid_share_one_fetch(cache, host, timed_issuer, clock):
     await clock.advance(INTERVAL)
-    new = issuer.rotate()
+    new = timed_issuer.rotate()
     keys = await asyncio.gather(*(cache.get_key(new.kid, clock()) for _ in range(1000)))
     assert {key.kid for key in keys} == {new.kid}
     assert calls(host) == 2
@@ -146,9 +66,11 @@ async def test_random_kid_flood_causes_at_most_one_fetch_per_interval_and_bounde
     assert calls(host) == 3
 
 
-async def test_key_rotated_one_second_after_our_fetch_is_accepted_after_a_bounded_wait(cache, host, issuer, clock):
+async def test_key_rotated_one_second_after_our_fetch_is_accepted_after_a_bounded_wait(
+    cache, host, timed_issuer, clock
+):
     await clock.advance(1)
-    new = issuer.rotate()  # Better Auth signs with it at once
+    new = timed_issuer.rotate()  # Better Auth signs with it at once
     pending = asyncio.create_task(cache.get_key(new.kid, issued_at=clock()))
     await settle()
     assert not pending.done()  # waits for the next allowed fetch instead of a 401
@@ -166,22 +88,22 @@ async def test_unknown_kid_of_a_token_older_than_our_set_is_rejected_without_a_f
     assert cache.stats.unknown_kid_rejections == 1
 
 
-async def test_request_during_the_start_up_fetch_joins_it(make_cache, host, issuer, clock):
+async def test_request_during_the_start_up_fetch_joins_it(make_cache, host, timed_issuer, clock):
     cache = make_cache()
     refresher = asyncio.create_task(cache.run_refresher())
-    key = await cache.get_key(issuer.current_key.kid, clock())
-    assert key.kid == issuer.current_key.kid and calls(host) == 1
+    key = await cache.get_key(timed_issuer.current_key.kid, clock())
+    assert key.kid == timed_issuer.current_key.kid and calls(host) == 1
     refresher.cancel()
 
 
-async def test_a_slow_fetch_is_joined_not_duplicated(cache, host, issuer, clock):
+async def test_a_slow_fetch_is_joined_not_duplicated(cache, host, timed_issuer, clock):
     await clock.advance(INTERVAL)
     release = asyncio.Event()
-    new = issuer.rotate()
+    new = timed_issuer.rotate()
 
     async def slow(request):
         await release.wait()
-        return issuer.jwks_response(request)
+        return timed_issuer.jwks_response(request)
 
     host.route.mock(side_effect=slow)
     background = asyncio.create_task(cache.refresh())
@@ -209,8 +131,10 @@ OUTAGES = [
 
 
 @pytest.mark.parametrize("failure", OUTAGES)
-async def test_outage_keeps_last_good_keys_until_max_staleness_then_503(cache, host, issuer, clock, failure, caplog):
-    kid = issuer.current_key.kid
+async def test_outage_keeps_last_good_keys_until_max_staleness_then_503(
+    cache, host, timed_issuer, clock, failure, caplog
+):
+    kid = timed_issuer.current_key.kid
     if isinstance(failure, Exception):
         host.route.mock(side_effect=failure)
     else:
@@ -240,28 +164,28 @@ async def test_no_key_set_at_all_is_503_not_401(make_cache, host, clock):
     assert cache.retry_after_seconds() >= 1
 
 
-async def test_recovery_after_outage_is_logged_once_and_serves_new_keys(cache, host, issuer, clock, caplog):
+async def test_recovery_after_outage_is_logged_once_and_serves_new_keys(cache, host, timed_issuer, clock, caplog):
     caplog.set_level(logging.INFO, "service.auth.jwks")
     host.route.mock(return_value=httpx.Response(500))
     await clock.advance(REFRESH)
     await cache.refresh()
-    issuer.mock(host.router)
+    timed_issuer.mock(host.router)
     host.route = host.router.routes[-1]
-    new = issuer.rotate()
+    new = timed_issuer.rotate()
     await clock.advance(REFRESH)
     assert await cache.refresh() is not None
     assert (await cache.get_key(new.kid, clock())).kid == new.kid
     assert len([r for r in caplog.records if "recovered" in r.message]) == 1
 
 
-async def test_after_an_outage_a_new_kid_refetches_once_the_cooldown_has_passed(cache, host, issuer, clock):
+async def test_after_an_outage_a_new_kid_refetches_once_the_cooldown_has_passed(cache, host, timed_issuer, clock):
     host.route.mock(return_value=httpx.Response(500))
     await clock.advance(REFRESH)
     assert await cache.refresh() is None  # failing now; the refresher would retry much later
     with pytest.raises(KeysUnavailableError):  # inside the cooldown: 503 at once
         await cache.get_key("new-after-restart", clock())
-    host.route.mock(side_effect=issuer.jwks_response)  # the host is back with a new key set
-    new = issuer.rotate()
+    host.route.mock(side_effect=timed_issuer.jwks_response)  # the host is back with a new key set
+    new = timed_issuer.rotate()
     await clock.advance(INTERVAL)
     assert (await cache.get_key(new.kid, clock())).kid == new.kid  # no wait for the refresher
 
@@ -283,26 +207,28 @@ async def test_refresher_backs_off_after_failures(make_cache, host, clock):
 # -- hygiene and removal ----------------------------------------------------------------------
 
 
-async def test_one_malformed_key_beside_good_ones_is_skipped(cache, host, issuer, clock, caplog):
-    good = issuer.jwks()["keys"]
+async def test_one_malformed_key_beside_good_ones_is_skipped(cache, host, timed_issuer, clock, caplog):
+    good = timed_issuer.jwks()["keys"]
     broken = {"kty": "OKP", "crv": "Ed25519", "x": "!!not-base64!!", "kid": "broken"}
-    host.route.mock(return_value=httpx.Response(200, json={"keys": [broken, *good, {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"}]}))
+    host.route.mock(
+        return_value=httpx.Response(200, json={"keys": [broken, *good, {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"}]})
+    )
     await clock.advance(REFRESH)
     held = await cache.refresh()
     assert held is not None and set(held.keys) == {key["kid"] for key in good}
     assert any("broken" in r.message for r in caplog.records)
 
 
-async def test_removed_key_stops_verifying_and_is_reported_for_purging(make_cache, host, issuer, clock):
+async def test_removed_key_stops_verifying_and_is_reported_for_purging(make_cache, host, timed_issuer, clock):
     removed: list[set[str]] = []
     cache = make_cache(on_keys_removed=removed.append)
     await cache.refresh()
-    old = issuer.current_key
-    issuer.rotate()
+    old = timed_issuer.current_key
+    timed_issuer.rotate()
     await clock.advance(REFRESH)
     await cache.refresh()
     assert (await cache.get_key(old.kid, clock())).kid == old.kid  # grace period: still published
-    issuer.retire(old.kid)
+    timed_issuer.retire(old.kid)
     await clock.advance(REFRESH)
     await cache.refresh()
     assert removed == [{old.kid}]
@@ -310,9 +236,9 @@ async def test_removed_key_stops_verifying_and_is_reported_for_purging(make_cach
         await cache.get_key(old.kid, clock() - REFRESH)
 
 
-async def test_a_wall_clock_stepped_back_neither_rejects_new_kids_nor_stalls(cache, host, issuer, clock):
+async def test_a_wall_clock_stepped_back_neither_rejects_new_kids_nor_stalls(cache, host, timed_issuer, clock):
     clock.now -= 3600  # NTP steps the clock back an hour: our set now seems fetched in the future
-    new = issuer.rotate()
+    new = timed_issuer.rotate()
     pending = asyncio.create_task(cache.get_key(new.kid, clock()))
     await settle()
     assert not pending.done()  # waits for a fetch instead of a 401

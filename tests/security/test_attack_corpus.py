@@ -32,14 +32,14 @@ import hmac
 import itertools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
 import respx
-from conftest import ISSUER_URL, new_user_id, running_app, test_settings
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -49,6 +49,7 @@ from joserfc.jwk import ECKey, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry
 
 from service.testing import FakeBetterAuth, SigningKey, b64url, new_kid
+from support.app import ISSUER_URL, new_user_id, running_app, test_settings
 
 MAX_SECONDS = 1.0  # per request: a hang guard, not a benchmark
 ATTACKER_URL = "http://attacker.test"
@@ -178,7 +179,7 @@ class KeyMaterial:
 
 def _self_signed(private: Any) -> bytes:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "issuer.test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -692,7 +693,9 @@ EMBEDDED_KEYS = [
         id="embedded/jku/issuer-kid",
     ),
     pytest.param(
-        lambda k: forged_by(k, "Ed25519", "EdDSA", {"kid": "attacker", "jku": f"{ISSUER_URL}/api/auth/jwks/../../../evil"}),
+        lambda k: forged_by(
+            k, "Ed25519", "EdDSA", {"kid": "attacker", "jku": f"{ISSUER_URL}/api/auth/jwks/../../../evil"}
+        ),
         id="embedded/jku/issuer-host-path-traversal",
     ),
     pytest.param(
@@ -791,14 +794,18 @@ CRIT_AND_B64 = [
     pytest.param(lambda k: k.token(header={"b64": False, "crit": ["b64"]}), id="b64-false/with-crit-encoded-payload"),
     pytest.param(
         lambda k: (
-            (h := b64url(as_bytes(k.header(b64=False, crit=["b64"])))) + "." + to_json(k.claims()).decode() + "."
+            (h := b64url(as_bytes(k.header(b64=False, crit=["b64"]))))
+            + "."
+            + to_json(k.claims()).decode()
+            + "."
             + b64url(JWSRegistry.algorithms["EdDSA"].sign(h.encode() + b"." + to_json(k.claims()), k.key().private))
         ),
         id="b64-false/unencoded-payload-rfc7797",
     ),
     pytest.param(
         lambda k: (
-            (h := b64url(as_bytes(k.header(b64=False, crit=["b64"])))) + ".."
+            (h := b64url(as_bytes(k.header(b64=False, crit=["b64"]))))
+            + ".."
             + b64url(JWSRegistry.algorithms["EdDSA"].sign(h.encode() + b"." + to_json(k.claims()), k.key().private))
         ),
         id="b64-false/detached-payload",
@@ -885,7 +892,9 @@ JSON_SHAPE = [
         id="duplicate/claims-iss",
     ),
     pytest.param(
-        lambda k: k.signed_by("EdDSA", k.header(), to_json(k.claims())[:-1] + b',"user":{"role":"user","role":"admin"}}'),
+        lambda k: k.signed_by(
+            "EdDSA", k.header(), to_json(k.claims())[:-1] + b',"user":{"role":"user","role":"admin"}}'
+        ),
         id="duplicate/claims-nested-object",
     ),
     pytest.param(
@@ -899,7 +908,9 @@ JSON_SHAPE = [
     pytest.param(lambda k: k.signed_by("EdDSA", b"null"), id="header-not-object/null"),
     pytest.param(lambda k: k.signed_by("EdDSA", b"{}"), id="header-not-object/empty-object"),
     pytest.param(lambda k: k.signed_by("EdDSA", k.header(), to_json([k.claims()])), id="payload-not-object/array"),
-    pytest.param(lambda k: k.signed_by("EdDSA", k.header(), json.dumps(k.user).encode()), id="payload-not-object/string"),
+    pytest.param(
+        lambda k: k.signed_by("EdDSA", k.header(), json.dumps(k.user).encode()), id="payload-not-object/string"
+    ),
     pytest.param(lambda k: k.signed_by("EdDSA", k.header(), b"42"), id="payload-not-object/number"),
     pytest.param(lambda k: k.signed_by("EdDSA", k.header(), b"true"), id="payload-not-object/true"),
     pytest.param(lambda k: k.signed_by("EdDSA", k.header(), b"null"), id="payload-not-object/null"),
@@ -907,10 +918,18 @@ JSON_SHAPE = [
     pytest.param(lambda k: k.signed_by("EdDSA", k.header(), to_json(k.claims()) + b"{}"), id="payload/trailing-data"),
     pytest.param(lambda k: k.signed_by("EdDSA", k.header(), to_json(k.claims())[:-1]), id="payload/truncated-json"),
     pytest.param(lambda k: k.signed_by("EdDSA", k.header(), b"not json"), id="payload/not-json"),
-    pytest.param(lambda k: k.signed_by("EdDSA", k.header(), k.claims(x=nested(10_000))), id="nesting/payload-10000-levels"),
-    pytest.param(lambda k: k.signed_by("EdDSA", k.header(), k.claims(x=nested(2_500))), id="nesting/payload-2500-levels"),
-    pytest.param(lambda k: k.signed_by("EdDSA", k.header(x=nested(2_500)), k.claims()), id="nesting/header-2500-levels"),
-    pytest.param(lambda k: k.signed_by("EdDSA", k.header(), k.claims(exp=Raw("9" * 5000))), id="number/exp-5000-digits"),
+    pytest.param(
+        lambda k: k.signed_by("EdDSA", k.header(), k.claims(x=nested(10_000))), id="nesting/payload-10000-levels"
+    ),
+    pytest.param(
+        lambda k: k.signed_by("EdDSA", k.header(), k.claims(x=nested(2_500))), id="nesting/payload-2500-levels"
+    ),
+    pytest.param(
+        lambda k: k.signed_by("EdDSA", k.header(x=nested(2_500)), k.claims()), id="nesting/header-2500-levels"
+    ),
+    pytest.param(
+        lambda k: k.signed_by("EdDSA", k.header(), k.claims(exp=Raw("9" * 5000))), id="number/exp-5000-digits"
+    ),
 ]
 
 UTF8 = [
@@ -920,7 +939,10 @@ UTF8 = [
         ("invalid-byte-ff", lambda k, p: (header_text_with if p == "header" else claims_text_with)(k, b"\xff")),
         ("overlong-slash", lambda k, p: (header_text_with if p == "header" else claims_text_with)(k, b"\xc0\xaf")),
         ("truncated-sequence", lambda k, p: (header_text_with if p == "header" else claims_text_with)(k, b"\xe2\x82")),
-        ("encoded-surrogate", lambda k, p: (header_text_with if p == "header" else claims_text_with)(k, b"\xed\xa0\x80")),
+        (
+            "encoded-surrogate",
+            lambda k, p: (header_text_with if p == "header" else claims_text_with)(k, b"\xed\xa0\x80"),
+        ),
         ("utf16", lambda k, p: to_json(k.header() if p == "header" else k.claims()).decode().encode("utf-16")),
         ("utf8-bom", lambda k, p: b"\xef\xbb\xbf" + to_json(k.header() if p == "header" else k.claims())),
     ]
@@ -974,15 +996,23 @@ KEY_ALG_MISMATCH = [
         ]
     ),
     pytest.param(
-        lambda k: sign({"alg": "ES256", "kid": k.material.enc_key.kid}, k.claims(), k.material.enc_key.private, "ES256"),
+        lambda k: sign(
+            {"alg": "ES256", "kid": k.material.enc_key.kid}, k.claims(), k.material.enc_key.private, "ES256"
+        ),
         id="mismatch/key-published-with-use-enc",
     ),
 ]
 
 FOREIGN_SIGNER = [
-    pytest.param(lambda k: forged_by(k, "Ed25519", "EdDSA", {"kid": k.key("EdDSA").kid}), id="foreign-key/eddsa-known-kid"),
-    pytest.param(lambda k: forged_by(k, "P-256", "ES256", {"kid": k.key("ES256").kid}), id="foreign-key/es256-known-kid"),
-    pytest.param(lambda k: forged_by(k, "P-521", "ES512", {"kid": k.key("ES512").kid}), id="foreign-key/es512-known-kid"),
+    pytest.param(
+        lambda k: forged_by(k, "Ed25519", "EdDSA", {"kid": k.key("EdDSA").kid}), id="foreign-key/eddsa-known-kid"
+    ),
+    pytest.param(
+        lambda k: forged_by(k, "P-256", "ES256", {"kid": k.key("ES256").kid}), id="foreign-key/es256-known-kid"
+    ),
+    pytest.param(
+        lambda k: forged_by(k, "P-521", "ES512", {"kid": k.key("ES512").kid}), id="foreign-key/es512-known-kid"
+    ),
     pytest.param(lambda k: forged_by(k, "RSA", "RS256", {"kid": k.key("RS256").kid}), id="foreign-key/rs256-known-kid"),
     pytest.param(lambda k: forged_by(k, "RSA", "PS256", {"kid": k.key("PS256").kid}), id="foreign-key/ps256-known-kid"),
     pytest.param(
@@ -991,6 +1021,7 @@ FOREIGN_SIGNER = [
     ),
     pytest.param(lambda k: forged_by(k, "Ed25519", "EdDSA", {"kid": "k" * 32}), id="foreign-key/unknown-kid"),
 ]
+
 
 def at(offset: int) -> Callable[[], int]:
     return lambda: int(time.time()) + offset
@@ -1051,7 +1082,9 @@ CLAIM_CASES: list[tuple[str, Callable[[], dict[str, Any]]]] = [
     ("sub/object", lambda: {"sub": {"id": "x"}}),
     ("sub/array", lambda: {"sub": ["x"]}),
 ]
-CLAIMS = [pytest.param(lambda k, c=claims: k.token(claims=c()), id=f"claims/{name}") for name, claims in CLAIM_CASES] + [
+CLAIMS = [
+    pytest.param(lambda k, c=claims: k.token(claims=c()), id=f"claims/{name}") for name, claims in CLAIM_CASES
+] + [
     # The same claim under a forged signature: whatever the claims check does, it does before any key is used.
     pytest.param(
         lambda k: unsigned(k.header(), k.claims(iat=Raw("-1" + "0" * 400)), bytes(64)),
@@ -1075,7 +1108,8 @@ SUBJECT_CASES: list[tuple[str, str]] = [
     ("10-kib", "u" * 10 * 1024),
 ]
 SUBJECTS = [
-    pytest.param(lambda k, s=sub: Attack(k.token(claims={"sub": s}), s), id=f"sub/{name}") for name, sub in SUBJECT_CASES
+    pytest.param(lambda k, s=sub: Attack(k.token(claims={"sub": s}), s), id=f"sub/{name}")
+    for name, sub in SUBJECT_CASES
 ]
 
 SIZE = [
@@ -1122,7 +1156,9 @@ def authorization(*values: str | bytes) -> Callable[[Kit, str], dict[str, Any]]:
 
 def other_headers(**headers: str) -> Callable[[Kit, str], dict[str, Any]]:
     def build(kit: Kit, token: str) -> dict[str, Any]:
-        pairs = [(name.replace("_", "-").encode(), header_bytes(v.replace("{t}", token))) for name, v in headers.items()]
+        pairs = [
+            (name.replace("_", "-").encode(), header_bytes(v.replace("{t}", token))) for name, v in headers.items()
+        ]
         return {"headers": pairs}
 
     return build
@@ -1154,7 +1190,9 @@ AUTHORIZATION_REFUSED = [
     pytest.param(authorization("Bearer {t}\xa0"), "invalid_token", id="auth/nbsp-after-token"),
     pytest.param(authorization("Bearer Bearer {t}"), "invalid_token", id="auth/scheme-twice"),
     pytest.param(authorization("Bearer {t} {t}"), "invalid_token", id="auth/token-twice"),
-    pytest.param(authorization("Bearer {t}, Basic Zm9vOmJhcg=="), "invalid_token", id="auth/two-credentials-in-one-line"),
+    pytest.param(
+        authorization("Bearer {t}, Basic Zm9vOmJhcg=="), "invalid_token", id="auth/two-credentials-in-one-line"
+    ),
     pytest.param(authorization('Bearer token="{t}"'), "invalid_token", id="auth/auth-param-form"),
     pytest.param(authorization("Bearer {t}", "Bearer {t}"), "invalid_token", id="auth/two-headers-both-valid"),
     pytest.param(authorization("Bearer {t}", "Bearer garbage"), "invalid_token", id="auth/two-headers-valid-first"),
@@ -1173,7 +1211,9 @@ AUTHORIZATION_REFUSED = [
     pytest.param(other_headers(cookie="access_token={t}"), "missing_token", id="auth/cookie-access-token"),
     pytest.param(other_headers(cookie="better-auth.session_token={t}"), "missing_token", id="auth/cookie-session"),
     pytest.param(other_headers(cookie="Authorization=Bearer {t}"), "missing_token", id="auth/cookie-authorization"),
-    pytest.param(other_headers(proxy_authorization="Bearer {t}"), "missing_token", id="auth/proxy-authorization-header"),
+    pytest.param(
+        other_headers(proxy_authorization="Bearer {t}"), "missing_token", id="auth/proxy-authorization-header"
+    ),
     pytest.param(other_headers(x_access_token="{t}"), "missing_token", id="auth/x-access-token-header"),
     pytest.param(other_headers(authentication="Bearer {t}"), "missing_token", id="auth/authentication-header"),
     pytest.param(other_headers(x_forwarded_authorization="Bearer {t}"), "missing_token", id="auth/x-forwarded-auth"),
@@ -1224,7 +1264,9 @@ async def test_hostile_token_is_refused(outbound, kit: Kit, client: httpx.AsyncC
 
 
 @pytest.mark.parametrize("build, code", AUTHORIZATION_REFUSED)
-async def test_hostile_authorization_is_refused(outbound, kit: Kit, client: httpx.AsyncClient, build: BuildRequest, code: str):
+async def test_hostile_authorization_is_refused(
+    outbound, kit: Kit, client: httpx.AsyncClient, build: BuildRequest, code: str
+):
     token = kit.token()
     response, elapsed = await timed_get(client, path_for(kit.user), **build(kit, token))
     assert_refused(response, elapsed, outbound, kit.issuer.jwks_url, code=code, secret=token)
@@ -1238,7 +1280,9 @@ async def test_deeply_nested_json_is_refused_when_the_size_limit_lets_it_through
             kit.signed_by("EdDSA", kit.header(x=Raw("{" + '"a":{' * 10_000 + "}" * 10_001)), kit.claims()),
         ):
             assert len(token) > MAX_TOKEN_BYTES
-            response, elapsed = await timed_get(client, path_for(kit.user), headers={"Authorization": f"Bearer {token}"})
+            response, elapsed = await timed_get(
+                client, path_for(kit.user), headers={"Authorization": f"Bearer {token}"}
+            )
             assert_refused(response, elapsed, outbound, kit.issuer.jwks_url, secret=token)
 
 
@@ -1303,7 +1347,27 @@ def test_the_corpus_covers_every_class_with_unique_ids():
     assert len(ids) == len(set(ids))
     prefixes = {case_id.split("/")[0] for case_id in ids}
     assert {
-        "alg-none", "alg", "hmac-with-public-key", "embedded", "kid", "crit", "b64-false", "segments", "base64",
-        "whitespace", "newline", "duplicate", "header-not-object", "payload-not-object", "nesting", "utf8", "ecdsa",
-        "mismatch", "foreign-key", "claims", "sub", "size", "auth",
+        "alg-none",
+        "alg",
+        "hmac-with-public-key",
+        "embedded",
+        "kid",
+        "crit",
+        "b64-false",
+        "segments",
+        "base64",
+        "whitespace",
+        "newline",
+        "duplicate",
+        "header-not-object",
+        "payload-not-object",
+        "nesting",
+        "utf8",
+        "ecdsa",
+        "mismatch",
+        "foreign-key",
+        "claims",
+        "sub",
+        "size",
+        "auth",
     } <= prefixes

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
 import asyncpg
-from urllib.parse import urlsplit
-from conftest import assert_problem, create
+
+from support.app import assert_problem, create
 
 
 async def test_pool_exhausted_gets_503_after_the_bounded_wait(start_app, alice):

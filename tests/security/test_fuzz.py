@@ -12,13 +12,13 @@ import hypothesis
 import pytest
 import respx
 import schemathesis
-from conftest import ISSUER_URL, test_settings
-from schemathesis.specs.openapi.checks import positive_data_acceptance
 from schemathesis.python import asgi
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from service.app import create_app
 from service.settings import Settings
 from service.testing import FakeBetterAuth
+from support.app import ISSUER_URL, test_settings
 
 FUZZ_USER = "fuzz_user"
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
@@ -43,7 +43,9 @@ def fuzz_schema(fuzz_target):
 # Which operations to fuzz: read from the (settings-independent) schema of an app not started.
 OPERATIONS = [
     (op.method.upper(), op.path)
-    for op in (result.ok() for result in schemathesis.openapi.from_dict(create_app(Settings()).openapi()).get_all_operations())
+    for op in (
+        result.ok() for result in schemathesis.openapi.from_dict(create_app(Settings()).openapi()).get_all_operations()
+    )
 ]
 
 

@@ -20,18 +20,17 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import psutil
 import pytest
-from support.ports import free_port
 
+from service.settings import REPO_ROOT
 from service.testing import FakeBetterAuth, serve_jwks
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from support.ports import free_port
 
 START_DEADLINE_SECONDS = 60.0  # first start runs initdb
 STOP_DEADLINE_SECONDS = 20.0

@@ -20,18 +20,19 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
 from service import settings as service_settings
+from service.settings import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = REPO_ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 DOCKERFILE = DEPLOY / "Dockerfile"
@@ -169,7 +170,9 @@ def test_dockerfile_passes_hadolint() -> None:
     hadolint = require_executable("hadolint")
     result = subprocess.run(
         [hadolint, "--no-color", "--failure-threshold", "style", str(DOCKERFILE)],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 0, f"hadolint:\n{result.stdout}{result.stderr}"
 
@@ -178,7 +181,10 @@ def test_hadolint_fails_on_a_bad_dockerfile() -> None:
     hadolint = require_executable("hadolint")
     result = subprocess.run(
         [hadolint, "--no-color", "--failure-threshold", "style", "-"],
-        input="FROM python:latest\nRUN apt-get install gcc\n", capture_output=True, text=True, timeout=30,
+        input="FROM python:latest\nRUN apt-get install gcc\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode != 0
     assert "DL3007" in result.stdout  # "latest" tag
@@ -214,7 +220,7 @@ def test_container_command_is_the_one_the_tests_run(final_stage: Stage) -> None:
     cmds = final_stage.all("CMD")
     assert cmds, "the final stage has no CMD"
     assert exec_form(cmds[-1]) == RUN_COMMAND
-    # `make run` runs the same thing (and tests/test_run.py runs `python -m service run` too).
+    # `make run` runs the same thing (and tests/system/test_run.py runs `python -m service run` too).
     makefile = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")
     recipe = re.search(r"^run:.*\n\t(.+)$", makefile, re.MULTILINE)
     assert recipe and recipe.group(1).split()[1:] == RUN_COMMAND[1:], "make run no longer runs python -m service run"
@@ -235,13 +241,13 @@ class HealthServer(ThreadingHTTPServer):
 @pytest.fixture
 def health_server() -> Iterator[HealthServer]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             server.paths.append(self.path)
             self.send_response(server.status)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     server = HealthServer(("127.0.0.1", 0), Handler)
@@ -259,7 +265,9 @@ def health_server() -> Iterator[HealthServer]:
     ("status", "healthy"),
     [pytest.param(200, True, id="200-healthy"), pytest.param(503, False, id="503-unhealthy")],
 )
-def test_healthcheck_asks_healthz_on_port(final_stage: Stage, health_server: HealthServer, status: int, healthy: bool) -> None:
+def test_healthcheck_asks_healthz_on_port(
+    final_stage: Stage, health_server: HealthServer, status: int, healthy: bool
+) -> None:
     checks = final_stage.all("HEALTHCHECK")
     assert checks, "the final stage has no HEALTHCHECK"
     options, sep, command_json = checks[-1].args.partition("CMD ")
@@ -270,8 +278,11 @@ def test_healthcheck_asks_healthz_on_port(final_stage: Stage, health_server: Hea
     health_server.status = status
     port = health_server.server_address[1]
     result = subprocess.run(
-        [sys.executable, *command[1:]], env={"PORT": str(port)},
-        capture_output=True, text=True, timeout=HEALTHCHECK_TIMEOUT_SECONDS,
+        [sys.executable, *command[1:]],
+        env={"PORT": str(port)},
+        capture_output=True,
+        text=True,
+        timeout=HEALTHCHECK_TIMEOUT_SECONDS,
     )
     assert health_server.paths == ["/healthz"]
     assert (result.returncode == 0) is healthy, result.stderr
@@ -283,15 +294,19 @@ def test_healthcheck_fails_when_nothing_listens(final_stage: Stage, health_serve
     health_server.shutdown()
     health_server.server_close()
     result = subprocess.run(
-        [sys.executable, *command[1:]], env={"PORT": str(port)},
-        capture_output=True, text=True, timeout=HEALTHCHECK_TIMEOUT_SECONDS,
+        [sys.executable, *command[1:]],
+        env={"PORT": str(port)},
+        capture_output=True,
+        text=True,
+        timeout=HEALTHCHECK_TIMEOUT_SECONDS,
     )
     assert result.returncode != 0
 
 
 def test_build_context_holds_exactly_what_the_dockerfile_copies(stages: list[Stage]) -> None:
     patterns = [
-        line.strip() for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+        line.strip()
+        for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     ]
     assert patterns[0] == "*", "the ignore file should be an allow-list: `*`, then `!path` lines"
@@ -317,7 +332,10 @@ def test_yaml_files_pass_yamllint() -> None:
     assert Path("deploy/compose.yaml") in files and Path("deploy/k8s/deployment.yaml") in files
     result = subprocess.run(
         [sys.executable, "-m", "yamllint", "--strict", "-f", "parsable", "-c", str(YAMLLINT_CONFIG), "deploy"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=30,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 0, f"yamllint:\n{result.stdout}{result.stderr}"
 
@@ -387,9 +405,18 @@ def test_kustomization_lists_every_manifest_but_the_example_secret(kustomization
     assert {image["name"] for image in kustomization.get("images", [])} == {"tasks-service"}
 
 
-def test_manifests_are_valid_kubernetes_objects(resources: dict[str, dict[str, Any]], example_secret: dict[str, Any]) -> None:
+def test_manifests_are_valid_kubernetes_objects(
+    resources: dict[str, dict[str, Any]], example_secret: dict[str, Any]
+) -> None:
     kubernetes_validate = require_module("kubernetes_validate", "kubernetes-validate")
-    assert set(resources) == {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "Job"}
+    assert set(resources) == {
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "Job",
+    }
     failures = []
     for version in kubernetes_versions():
         for obj in [*resources.values(), example_secret]:
@@ -413,7 +440,9 @@ def test_strict_validation_rejects_a_misspelt_field(resources: dict[str, dict[st
         kubernetes_validate.validate(deployment, OLDEST_KUBERNETES, strict=True)
 
 
-def test_probes_hit_readyz_and_healthz_on_the_container_port(resources: dict[str, dict[str, Any]], final_stage: Stage) -> None:
+def test_probes_hit_readyz_and_healthz_on_the_container_port(
+    resources: dict[str, dict[str, Any]], final_stage: Stage
+) -> None:
     container = only_container(resources["Deployment"])
     (port,) = container["ports"]
     assert port["containerPort"] == int(resources["ConfigMap"]["data"]["PORT"]) == int(env_of(final_stage)["PORT"])
@@ -435,7 +464,9 @@ def test_deployment_runs_the_image_command(resources: dict[str, dict[str, Any]])
 
 
 @pytest.mark.parametrize("kind", ["Deployment", "Job"])
-def test_database_url_comes_from_the_secret(resources: dict[str, dict[str, Any]], example_secret: dict[str, Any], kind: str) -> None:
+def test_database_url_comes_from_the_secret(
+    resources: dict[str, dict[str, Any]], example_secret: dict[str, Any], kind: str
+) -> None:
     container = only_container(resources[kind])
     source = env_by_name(container)["DATABASE_URL"]
     assert "value" not in source
@@ -499,14 +530,21 @@ def test_service_budget_and_autoscaler_target_the_deployment(resources: dict[str
     service = resources["Service"]
     assert service["spec"]["selector"] == selector
     (container_port,) = only_container(deployment)["ports"]
-    assert {p["targetPort"] for p in service["spec"]["ports"]} <= {container_port["name"], container_port["containerPort"]}
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= {
+        container_port["name"],
+        container_port["containerPort"],
+    }
 
     budget = resources["PodDisruptionBudget"]
     assert budget["spec"]["selector"]["matchLabels"] == selector
 
     hpa = resources["HorizontalPodAutoscaler"]
     target = hpa["spec"]["scaleTargetRef"]
-    assert (target["apiVersion"], target["kind"], target["name"]) == ("apps/v1", "Deployment", deployment["metadata"]["name"])
+    assert (target["apiVersion"], target["kind"], target["name"]) == (
+        "apps/v1",
+        "Deployment",
+        deployment["metadata"]["name"],
+    )
     # With one replica, a budget allowing no disruption blocks node drains; with two, one may go.
     assert hpa["spec"]["minReplicas"] >= 2
     if "maxUnavailable" in budget["spec"]:
@@ -545,7 +583,11 @@ def test_compose_runs_postgres_the_service_and_an_issuer(compose: dict[str, Any]
     url = urlsplit(env["DATABASE_URL"])
     db_env = db["environment"]
     assert (url.scheme, url.hostname, url.port or 5432) == ("postgresql", "db", 5432)
-    assert (url.username, url.password, url.path) == (db_env["POSTGRES_USER"], db_env["POSTGRES_PASSWORD"], f"/{db_env['POSTGRES_DB']}")
+    assert (url.username, url.password, url.path) == (
+        db_env["POSTGRES_USER"],
+        db_env["POSTGRES_PASSWORD"],
+        f"/{db_env['POSTGRES_DB']}",
+    )
 
     # The service fetches keys from the issuer service (through its forwarder), and the issuer
     # names that same origin in `iss`/`aud`.
@@ -573,7 +615,9 @@ def test_compose_issuer_runs_the_interop_issuer(compose: dict[str, Any]) -> None
         assert f"{target}/{name}" in script
         assert (ISSUER_DIR / name).is_file(), f"compose runs {ISSUER_DIR.relative_to(REPO_ROOT)}/{name}: missing"
     # Only variables the issuer documents in its header (a typo would silently be ignored).
-    documented = set(re.findall(r"^//\s+(ISSUER_\w+)", (ISSUER_DIR / "server.mjs").read_text(encoding="utf-8"), re.MULTILINE))
+    documented = set(
+        re.findall(r"^//\s+(ISSUER_\w+)", (ISSUER_DIR / "server.mjs").read_text(encoding="utf-8"), re.MULTILINE)
+    )
     assert set(issuer["environment"]) <= documented, set(issuer["environment"]) - documented
 
 
@@ -598,7 +642,9 @@ def unknown_variables(where: dict[str, set[str]], known: set[str]) -> list[str]:
     return [f"{place}: {name}" for place, names in where.items() for name in sorted(names - known)]
 
 
-def variables_set_by_deploy_files(resources: dict[str, dict[str, Any]], compose: dict[str, Any], final_stage: Stage) -> dict[str, set[str]]:
+def variables_set_by_deploy_files(
+    resources: dict[str, dict[str, Any]], compose: dict[str, Any], final_stage: Stage
+) -> dict[str, set[str]]:
     return {
         "k8s/configmap.yaml": set(resources["ConfigMap"]["data"]),
         "k8s/deployment.yaml": set(env_by_name(only_container(resources["Deployment"]))),
@@ -608,14 +654,18 @@ def variables_set_by_deploy_files(resources: dict[str, dict[str, Any]], compose:
     }
 
 
-def test_every_variable_set_is_one_the_service_reads(resources: dict[str, dict[str, Any]], compose: dict[str, Any], final_stage: Stage) -> None:
+def test_every_variable_set_is_one_the_service_reads(
+    resources: dict[str, dict[str, Any]], compose: dict[str, Any], final_stage: Stage
+) -> None:
     where = variables_set_by_deploy_files(resources, compose, final_stage)
     assert not unknown_variables(where, known_variables()), "unknown variables (typos?):\n" + "\n".join(
         unknown_variables(where, known_variables())
     )
 
 
-def test_every_variable_set_is_documented_in_the_readme(resources: dict[str, dict[str, Any]], compose: dict[str, Any], final_stage: Stage) -> None:
+def test_every_variable_set_is_documented_in_the_readme(
+    resources: dict[str, dict[str, Any]], compose: dict[str, Any], final_stage: Stage
+) -> None:
     where = variables_set_by_deploy_files(resources, compose, final_stage)
     missing = unknown_variables(where, documented_variables())
     assert not missing, "set by deploy/ but not in README.md's Configuration table:\n" + "\n".join(missing)
@@ -657,7 +707,9 @@ def test_kubernetes_values_are_accepted_by_the_service(
     assert int(pre_stop[1]) + settings.shutdown_timeout_seconds < grace
 
 
-def test_compose_values_are_accepted_by_the_service(compose: dict[str, Any], final_stage: Stage, tmp_path: Path) -> None:
+def test_compose_values_are_accepted_by_the_service(
+    compose: dict[str, Any], final_stage: Stage, tmp_path: Path
+) -> None:
     environ = {**env_of(final_stage), **{k: str(v) for k, v in compose["services"]["tasks"]["environment"].items()}}
     settings = load(environ, tmp_path)
     assert (settings.host, settings.port) == ("0.0.0.0", 8000)

@@ -31,16 +31,17 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
 import respx
-from conftest import ISSUER_URL, User, assert_problem, new_user_id, running_app, test_settings
 
 from service.testing import FakeBetterAuth
+from support.app import ISSUER_URL, User, assert_problem, new_user_id, running_app, test_settings
 
 TASK_ID_MAX = 2**63 - 1
 MISSING_ID = TASK_ID_MAX  # in range, and never reached by the identity sequence in a test run
@@ -153,13 +154,17 @@ async def build_world(client: httpx.AsyncClient, issuer: FakeBetterAuth) -> Worl
     for purpose in ("same-body", "other-body"):
         key = f"bob-{purpose}-{secrets.token_hex(8)}"
         bob.keys[purpose] = key
-        response = await client.post(bob.user.url(), json=GUESSABLE_BODY, headers={**bob.user.headers, "Idempotency-Key": key})
+        response = await client.post(
+            bob.user.url(), json=GUESSABLE_BODY, headers={**bob.user.headers, "Idempotency-Key": key}
+        )
         assert response.status_code == 201, response.text
         bob.key_tasks[purpose] = response.json()
         bob.etags[response.json()["id"]] = response.headers["etag"]
 
     # A task Bob deleted: its id existed once.
-    response = await client.post(bob.user.url(), json={"title": f"bob-deleted-{secrets.token_hex(8)}"}, headers=bob.user.headers)
+    response = await client.post(
+        bob.user.url(), json={"title": f"bob-deleted-{secrets.token_hex(8)}"}, headers=bob.user.headers
+    )
     bob.markers.append(response.json()["title"])
     bob.deleted_id = response.json()["id"]
     assert (await client.delete(bob.user.url(f"/{bob.deleted_id}"), headers=bob.user.headers)).status_code == 204
@@ -192,7 +197,9 @@ def leak_patterns(others: list[Party]) -> list[tuple[str, re.Pattern[bytes]]]:
                 patterns.append((f"{p.name}: {encoded!r}", re.compile(re.escape(encoded.encode()))))
         for task_id in p.task_ids:
             # The forms an id takes in a resource: the JSON member, the Location path, the ETag.
-            patterns.append((f"{p.name}: task {task_id}", re.compile(rb'"id":\s*%d(?!\d)|/tasks/%d(?!\d)' % (task_id, task_id))))
+            patterns.append(
+                (f"{p.name}: task {task_id}", re.compile(rb'"id":\s*%d(?!\d)|/tasks/%d(?!\d)' % (task_id, task_id)))
+            )
     return patterns
 
 
@@ -240,8 +247,13 @@ class Naming:
 
 
 # Spellings of an id number that a lax integer parser (pydantic's default) would accept.
-SPELLINGS = {"zero-padded": "000{}", "plus-sign": "+{}", "dot-zero": "{}.0", "leading-space": "%20{}",
-             "underscore": "0_{}"}
+SPELLINGS = {
+    "zero-padded": "000{}",
+    "plus-sign": "+{}",
+    "dot-zero": "{}.0",
+    "leading-space": "%20{}",
+    "underscore": "0_{}",
+}
 
 
 def victim_task(w: World) -> str:
@@ -251,19 +263,36 @@ def victim_task(w: World) -> str:
 ID_NAMINGS = [
     Naming("their-task-my-path", "attacker", victim_task, 404, "task_not_found"),
     Naming("their-completed-task-my-path", "attacker", lambda w: str(w.victim.tasks[1]["id"]), 404, "task_not_found"),
-    Naming("their-idempotent-task-my-path", "attacker", lambda w: str(w.victim.key_tasks["same-body"]["id"]), 404, "task_not_found"),
+    Naming(
+        "their-idempotent-task-my-path",
+        "attacker",
+        lambda w: str(w.victim.key_tasks["same-body"]["id"]),
+        404,
+        "task_not_found",
+    ),
     # Other spellings of bob's task id: one task has one URL, so these are invalid ids.
     *(
-        Naming(f"id-spelled-{label}-their-task-my-path", "attacker", (lambda f: lambda w: f.format(w.victim.first["id"]))(form),
-               422, "validation_failed")
+        Naming(
+            f"id-spelled-{label}-their-task-my-path",
+            "attacker",
+            (lambda f: lambda w: f.format(w.victim.first["id"]))(form),
+            422,
+            "validation_failed",
+        )
         for label, form in SPELLINGS.items()
     ),
     Naming("third-party-task-my-path", "attacker", lambda w: str(w.bystander.first["id"]), 404, "task_not_found"),
     Naming("my-task-their-path", "victim", lambda w: str(w.attacker.first["id"]), 403, "forbidden"),
     Naming("their-task-their-path", "victim", victim_task, 403, "forbidden"),
     Naming("their-task-third-party-path", "bystander", victim_task, 403, "forbidden"),
-    Naming("their-task-their-path-encoded", "victim", victim_task, 403, "forbidden",
-           path_user_raw=lambda w: "".join(f"%{b:02X}" for b in w.victim.user.id.encode())),
+    Naming(
+        "their-task-their-path-encoded",
+        "victim",
+        victim_task,
+        403,
+        "forbidden",
+        path_user_raw=lambda w: "".join(f"%{b:02X}" for b in w.victim.user.id.encode()),
+    ),
     Naming("missing-my-path", "attacker", lambda w: str(MISSING_ID), 404, "task_not_found"),
     Naming("deleted-my-path", "attacker", lambda w: str(w.victim.deleted_id), 404, "task_not_found"),
     Naming("missing-their-path", "victim", lambda w: str(MISSING_ID), 403, "forbidden"),
@@ -273,7 +302,9 @@ ID_NAMINGS = [
     Naming("id-huge-my-path", "attacker", lambda w: "9" * 40, 422, "validation_failed"),
     Naming("id-text-my-path", "attacker", lambda w: "abc", 422, "validation_failed"),
     Naming("id-fraction-my-path", "attacker", lambda w: f"{w.victim.first['id']}.5", 422, "validation_failed"),
-    Naming("id-negative-their-task-my-path", "attacker", lambda w: f"-{w.victim.first['id']}", 422, "validation_failed"),
+    Naming(
+        "id-negative-their-task-my-path", "attacker", lambda w: f"-{w.victim.first['id']}", 422, "validation_failed"
+    ),
     Naming("id-text-their-path", "victim", lambda w: "abc", 403, "forbidden"),
     Naming("id-2^63-their-path", "victim", lambda w: str(2**63), 403, "forbidden"),
 ]
@@ -281,23 +312,46 @@ ID_NAMINGS = [
 LIST_NAMINGS = [
     Naming("their-path", "victim", None, 403, "forbidden"),
     Naming("third-party-path", "bystander", None, 403, "forbidden"),
-    Naming("their-path-encoded", "victim", None, 403, "forbidden",
-           path_user_raw=lambda w: "".join(f"%{b:02X}" for b in w.victim.user.id.encode())),
-    Naming("their-path-search-their-marker", "victim", None, 403, "forbidden", query=lambda w: {"q": w.victim.markers[0]}),
+    Naming(
+        "their-path-encoded",
+        "victim",
+        None,
+        403,
+        "forbidden",
+        path_user_raw=lambda w: "".join(f"%{b:02X}" for b in w.victim.user.id.encode()),
+    ),
+    Naming(
+        "their-path-search-their-marker", "victim", None, 403, "forbidden", query=lambda w: {"q": w.victim.markers[0]}
+    ),
     Naming("my-path-search-their-marker", "attacker", None, 200, "", query=lambda w: {"q": w.victim.markers[0]}),
     Naming("my-path-search-their-user-id", "attacker", None, 200, "", query=lambda w: {"q": w.victim.user.id}),
-    Naming("my-path-their-cursor", "attacker", None, 200, "", query=lambda w: {"limit": "1", "cursor": w.victim.cursor}),
+    Naming(
+        "my-path-their-cursor", "attacker", None, 200, "", query=lambda w: {"limit": "1", "cursor": w.victim.cursor}
+    ),
     Naming("my-path", "attacker", None, 200, "", query=lambda w: LIST_ALL),
     # Control for the encoded cells above: the server decodes the segment before comparing.
-    Naming("my-path-encoded", "attacker", None, 200, "", query=lambda w: LIST_ALL,
-           path_user_raw=lambda w: "".join(f"%{b:02X}" for b in w.attacker.user.id.encode())),
+    Naming(
+        "my-path-encoded",
+        "attacker",
+        None,
+        200,
+        "",
+        query=lambda w: LIST_ALL,
+        path_user_raw=lambda w: "".join(f"%{b:02X}" for b in w.attacker.user.id.encode()),
+    ),
 ]
 
 CREATE_NAMINGS = [
     Naming("their-path", "victim", None, 403, "forbidden"),
     Naming("third-party-path", "bystander", None, 403, "forbidden"),
-    Naming("their-path-encoded", "victim", None, 403, "forbidden",
-           path_user_raw=lambda w: "".join(f"%{b:02X}" for b in w.victim.user.id.encode())),
+    Naming(
+        "their-path-encoded",
+        "victim",
+        None,
+        403,
+        "forbidden",
+        path_user_raw=lambda w: "".join(f"%{b:02X}" for b in w.victim.user.id.encode()),
+    ),
     Naming("my-path", "attacker", None, 201, ""),
 ]
 
@@ -327,8 +381,12 @@ ID_VARIANTS = [
 ]
 CREATE_VARIANTS = [
     Variant("plain", lambda w, t: {}),
-    Variant("their-idempotency-key-their-body", lambda w, t: {"Idempotency-Key": w.victim.keys["same-body"]}, GUESSABLE_BODY),
-    Variant("their-idempotency-key-other-body", lambda w, t: {"Idempotency-Key": w.victim.keys["other-body"]}, CREATE_BODY),
+    Variant(
+        "their-idempotency-key-their-body", lambda w, t: {"Idempotency-Key": w.victim.keys["same-body"]}, GUESSABLE_BODY
+    ),
+    Variant(
+        "their-idempotency-key-other-body", lambda w, t: {"Idempotency-Key": w.victim.keys["other-body"]}, CREATE_BODY
+    ),
 ]
 
 
@@ -354,7 +412,9 @@ def cells() -> list[Any]:
         for naming in ID_NAMINGS:
             for variant in ID_VARIANTS:
                 suffix = "" if variant.name == "plain" else f"/{variant.name}"
-                params.append(pytest.param(Cell(ROUTES[route_name], naming, variant), id=f"{route_name}/{naming.name}{suffix}"))
+                params.append(
+                    pytest.param(Cell(ROUTES[route_name], naming, variant), id=f"{route_name}/{naming.name}{suffix}")
+                )
     for naming in LIST_NAMINGS:
         params.append(pytest.param(Cell(ROUTES["list"], naming, ID_VARIANTS[0]), id=f"list/{naming.name}"))
     for naming in CREATE_NAMINGS:
@@ -395,7 +455,9 @@ async def send(w: World, cell: Cell, segment: str, task_id: str | None) -> httpx
     body = cell.variant.body if cell.variant.body is not None else cell.route.body
     params = cell.naming.query(w) if cell.naming.query else None
     # The path is passed as a raw target, so percent-encodings reach the server as written.
-    url = httpx.URL(path_for(w, cell, segment, task_id), params=params) if params else path_for(w, cell, segment, task_id)
+    url = (
+        httpx.URL(path_for(w, cell, segment, task_id), params=params) if params else path_for(w, cell, segment, task_id)
+    )
     return await w.client.request(cell.route.method, url, json=body, headers=headers)
 
 
@@ -404,11 +466,17 @@ def assert_no_leak(w: World, response: httpx.Response) -> None:
     for where, data in (("body", response.content), ("headers", header_bytes)):
         for what, pattern in w.leak_patterns:
             match = pattern.search(data)
-            assert match is None, f"{what} leaked in the {where}: …{data[max(0, match.start() - 60):match.end() + 60]!r}…"
+            assert match is None, (
+                f"{what} leaked in the {where}: …{data[max(0, match.start() - 60) : match.end() + 60]!r}…"
+            )
 
 
 def comparable(response: httpx.Response) -> tuple[int, bytes, dict[str, str]]:
-    return response.status_code, response.content, {k: v for k, v in response.headers.items() if k not in NO_DATA_HEADERS}
+    return (
+        response.status_code,
+        response.content,
+        {k: v for k, v in response.headers.items() if k not in NO_DATA_HEADERS},
+    )
 
 
 async def assert_untouched(w: World) -> None:
@@ -488,8 +556,9 @@ async def test_the_leak_check_sees_their_data_in_their_own_answers(world: World)
     answers = [
         await world.client.get(bob.url(), params=LIST_ALL, headers=bob.headers),
         await world.client.get(bob.url(f"/{world.victim.first['id']}"), headers=bob.headers),
-        await world.client.post(bob.url(), json=GUESSABLE_BODY,
-                                headers={**bob.headers, "Idempotency-Key": world.victim.keys["same-body"]}),
+        await world.client.post(
+            bob.url(), json=GUESSABLE_BODY, headers={**bob.headers, "Idempotency-Key": world.victim.keys["same-body"]}
+        ),
     ]
     for response in answers:
         assert response.status_code in (200, 201), response.text
@@ -508,7 +577,9 @@ def test_the_matrix_covers_every_route_and_naming_with_unique_ids():
     assert len(ids) == len(set(ids))
     assert {p.values[0].route.name for p in cells()} == set(ROUTES)
     for route_name in ID_ROUTES:
-        assert {p.values[0].naming.name for p in cells() if p.values[0].route.name == route_name} == {n.name for n in ID_NAMINGS}
+        assert {p.values[0].naming.name for p in cells() if p.values[0].route.name == route_name} == {
+            n.name for n in ID_NAMINGS
+        }
 
 
 @pytest.mark.parametrize("label", list(SPELLINGS))

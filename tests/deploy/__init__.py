@@ -1,0 +1,1 @@
+"""deploy/: the container image, compose file and Kubernetes manifests."""

@@ -1,0 +1,1 @@
+"""Attack, authorization-matrix and fuzz suites."""
