@@ -7,11 +7,9 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import asyncpg
 import httpx
 import orjson
 from fastapi import APIRouter, FastAPI, Request
@@ -24,16 +22,16 @@ from starlette.responses import Response
 from . import errors
 from .api_docs import document_bearer_auth
 from .auth.dependencies import PROTECTED_PREFIX, BearerAuthMiddleware
-from .auth.jwks import JWKSCache
-from .auth.tokens import TokenVerifier
 from .auth.verifier import build_verifier
 from .body_limit import BodyLimitMiddleware
 from .db.embedded import DATABASE_NAME, EmbeddedPostgres, ensure_database, start_embedded_postgres
 from .db.migrate import apply_migrations
 from .db.pool import UNAVAILABLE_ERRORS, connect, create_pool
+from .head import HeadAsGetMiddleware
 from .health import ReadinessProbe
 from .health import router as health_router
 from .observability import ObservabilityMiddleware, RequestMetrics, configure_logging, parse_networks
+from .resources import Resources, install
 from .settings import Settings
 from .tasks.routes import router as tasks_router
 
@@ -41,18 +39,6 @@ log = logging.getLogger("service")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
-
-
-@dataclass
-class Resources:
-    """Everything a request may reach, opened and closed by the lifespan."""
-
-    settings: Settings
-    pool: asyncpg.Pool
-    pool_gate: asyncio.Semaphore  # first come, first served for the pool (see db.session)
-    http: httpx.AsyncClient
-    jwks: JWKSCache
-    verifier: TokenVerifier
 
 
 def problem_response(exc: errors.ServiceError) -> Response:
@@ -160,10 +146,10 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 
             verifier = build_verifier(settings, http, clock=clock)
             jwks = verifier.keys
-            app.state.resources = Resources(
+            install(app, Resources(
                 settings=settings, pool=pool, pool_gate=asyncio.Semaphore(settings.db_pool_max_size),
                 http=http, jwks=jwks, verifier=verifier,
-            )  # fmt: skip
+            ))  # fmt: skip
             refresher = asyncio.create_task(jwks.run_refresher(), name="jwks-refresher")
             stack.push_async_callback(jwks.aclose)
             stack.push_async_callback(_cancel, refresher)
@@ -179,6 +165,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         version="0.1.0",
         description="Per-user tasks for a Next.js app using Better Auth; Bearer JWTs verified offline against its JWKS.",
         lifespan=lifespan,
+        # A trailing slash is a 404, not a redirect built from the Host header.
+        redirect_slashes=False,
         # Our own /metrics and logs; FastAPI's built-in OpenTelemetry hooks cost time on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
@@ -190,6 +178,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app.state.readiness = ReadinessProbe()
     # Each add_middleware wraps the previous ones: the last added runs first. The Bearer check runs
     # before the size limit, so an anonymous caller gets 401 whatever it sends.
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes, render_error=render_error)
     app.add_middleware(BearerAuthMiddleware, render_error=render_error)
     if settings.cors_origins:  # outside the Bearer check: preflights carry no token
