@@ -178,9 +178,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app.state.readiness = ReadinessProbe()
     # Each add_middleware wraps the previous ones: the last added runs first. The Bearer check runs
     # before the size limit, so an anonymous caller gets 401 whatever it sends.
-    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes, render_error=render_error)
     app.add_middleware(BearerAuthMiddleware, render_error=render_error)
+    app.add_middleware(HeadAsGetMiddleware)  # around the answers the two above render too
     if settings.cors_origins:  # outside the Bearer check: preflights carry no token
         app.add_middleware(
             CORSMiddleware,

@@ -7,9 +7,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class HeadAsGetMiddleware:
-    """Innermost. The method is switched in the scope itself (which the router also writes the
-    matched route into) and switched back when the answer is sent, so the outer layers (logs,
-    metrics) see a HEAD request to its route."""
+    """The method is switched in the scope itself (which the router also writes the matched route
+    into) and switched back once answered, so the layers outside this one (logs, metrics) see a
+    HEAD request to its route."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

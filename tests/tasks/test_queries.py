@@ -16,10 +16,15 @@ import re
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
+import asyncpg
+import orjson
 import pytest
 
 from service.settings import REPO_ROOT
+from service.tasks.queries import DOCUMENT_FIELDS
+from service.tasks.schemas import Task
 
 SERVICE = REPO_ROOT / "service"
 QUERIES = SERVICE / "tasks" / "queries.py"
@@ -444,3 +449,36 @@ def test_the_checker_rejects_sql_on_user_tables_elsewhere():
     assert any("tasks/routes.py:2: runs SQL" in p for p in problems), problems
     assert any("SQL on tasks outside" in p for p in problems), problems
     assert any("health.py:1: SQL on idempotency_keys" in p for p in problems), problems
+
+
+# -- the task's shape: one list of fields in three places -------------------------------------
+
+PG_TYPES = {int: "bigint", str: "text", bool: "boolean", datetime: "timestamp with time zone"}
+
+
+async def attributes(conn: asyncpg.Connection, relation: str) -> list[tuple[str, str]]:
+    rows = await conn.fetch(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a"
+        " WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        relation,
+    )
+    return [(row["attname"], row["type"]) for row in rows]
+
+
+async def test_the_task_schema_the_document_fields_and_the_row_type_agree(database_url, migrated):
+    """schemas.Task (the documented response), queries.DOCUMENT_FIELDS (what the statements
+    select) and the task_document row type (what PostgreSQL writes as the body): same fields, in
+    the same order, of the same types as the tasks table's columns."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        row_type = await attributes(conn, "task_document")
+        table = dict(await attributes(conn, "tasks"))
+        document = await conn.fetchval("SELECT to_json(ROW(1, 'u', 't', '', false, now(), now())::task_document)::text")
+    finally:
+        await conn.close()
+    fields = [name.strip() for name in DOCUMENT_FIELDS.split(",")]
+    assert [name for name, _ in row_type] == fields == list(Task.model_fields)
+    assert row_type == [(name, table[name]) for name in fields]
+    assert row_type == [(name, PG_TYPES[field.annotation]) for name, field in Task.model_fields.items()]
+    assert list(orjson.loads(document)) == fields
+    Task.model_validate_json(document)
