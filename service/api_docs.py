@@ -42,7 +42,7 @@ _PROBLEMS: dict[int, tuple[str, str, str, dict[str, str]]] = {
     503: (
         "Signing keys or the database are unavailable; retry later",
         "keys_unavailable",
-        "signing keys cannot be fetched (HTTP 502 from https://app.example.com/api/auth/jwks)",
+        "signing keys cannot be fetched right now; retry later",  # public answers name no internal host
         {"Retry-After": "Seconds to wait before retrying"},
     ),
 }

@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.types import Message, Send
 
 from . import errors
 from .api_docs import document_bearer_auth
@@ -54,13 +55,15 @@ def problem_response(exc: errors.ServiceError) -> Response:
     return Response(orjson.dumps(body), status_code=exc.status, media_type=PROBLEM_MEDIA_TYPE, headers=exc.headers)
 
 
-async def render_error(exc: errors.ServiceError, scope: dict, send: Callable) -> None:
+async def render_error(
+    exc: errors.ServiceError, scope: dict[str, Any], send: Callable[[dict[str, Any]], Awaitable[None]]
+) -> None:
     """Answer from ASGI middleware, before routing."""
 
-    async def no_body() -> dict:
+    async def no_body() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    await problem_response(exc)(scope, no_body, send)
+    await problem_response(exc)(scope, no_body, cast(Send, send))  # errors.RenderError's send takes a dict
 
 
 def _validation_problem(exc: RequestValidationError) -> errors.InvalidRequest:
@@ -75,29 +78,30 @@ def _http_problem(exc: StarletteHTTPException) -> errors.ServiceError:
     if exc.status_code == 404:
         return errors.NotFound("no such route")
     if exc.status_code == 405:
-        problem = errors.MethodNotAllowed("method not allowed on this route")
-        problem.headers = dict(exc.headers or {})
-        return problem
+        not_allowed = errors.MethodNotAllowed("method not allowed on this route")
+        not_allowed.headers = dict(exc.headers or {})
+        return not_allowed
     problem = errors.ServiceError(str(exc.detail))
     problem.status, problem.title, problem.code = exc.status_code, str(exc.detail), "http_error"
     return problem
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    async def on_service_error(_: Request, exc: errors.ServiceError) -> Response:
-        return problem_response(exc)
+    # Starlette types every handler as taking Exception; each is registered for one class below.
+    async def on_service_error(_: Request, exc: Exception) -> Response:
+        return problem_response(cast(errors.ServiceError, exc))
 
-    async def on_validation_error(_: Request, exc: RequestValidationError) -> Response:
-        return problem_response(_validation_problem(exc))
+    async def on_validation_error(_: Request, exc: Exception) -> Response:
+        return problem_response(_validation_problem(cast(RequestValidationError, exc)))
 
-    async def on_http_error(_: Request, exc: StarletteHTTPException) -> Response:
-        return problem_response(_http_problem(exc))
+    async def on_http_error(_: Request, exc: Exception) -> Response:
+        return problem_response(_http_problem(cast(StarletteHTTPException, exc)))
 
     async def on_database_unavailable(_: Request, exc: Exception) -> Response:
         log.warning("database unavailable: %s", type(exc).__name__)
         return problem_response(errors.DatabaseUnavailable())
 
-    async def on_client_gone(_: Request, exc: ClientDisconnect) -> Response:
+    async def on_client_gone(_: Request, exc: Exception) -> Response:
         log.info("client disconnected before its request body was read")
         return Response(status_code=400)  # nobody is listening any more
 
@@ -215,7 +219,7 @@ def create_app_from_env() -> FastAPI:
     return create_app(settings)
 
 
-async def _cancel(task: asyncio.Task) -> None:
+async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task

@@ -12,7 +12,7 @@ from .session import keep_session
 CONNECT_TIMEOUT_SECONDS = 5.0
 
 # Failures that mean "the database cannot serve right now", as opposed to a bug in a statement.
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.exceptions.ConnectionDoesNotExistError,

@@ -65,7 +65,9 @@ class TaskRoute(APIRoute):
             return Match.NONE, {}
         path_params = {**scope.get("path_params", {}), **found.groupdict()}
         child_scope = {"endpoint": self.endpoint, "path_params": path_params, "route": self}
-        return (Match.FULL if scope["method"] in self.methods else Match.PARTIAL), child_scope
+        if self.methods and scope["method"] not in self.methods:
+            return Match.PARTIAL, child_scope  # the path is ours: 405, not 404
+        return Match.FULL, child_scope
 
 
 Handler = Callable[..., Awaitable[Response]]
