@@ -1,5 +1,5 @@
 """HEAD on every GET route: routed and answered as GET, with the same status and headers
-(Content-Length included) and no body (RFC 9110 §9.3.2)."""
+(Content-Length included) and no body."""
 
 from __future__ import annotations
 

@@ -47,7 +47,8 @@ class UserConnection:
         return self._conn
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        return await self._connection().fetch(sql, *args)  # type: ignore[no-any-return]  # asyncpg is untyped
+        rows: list[asyncpg.Record] = await self._connection().fetch(sql, *args)
+        return rows
 
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
         return await self._connection().fetchrow(sql, *args)
@@ -56,7 +57,8 @@ class UserConnection:
         return await self._connection().fetchval(sql, *args)
 
     async def execute(self, sql: str, *args: Any) -> str:
-        return await self._connection().execute(sql, *args)  # type: ignore[no-any-return]  # asyncpg is untyped
+        status: str = await self._connection().execute(sql, *args)
+        return status
 
     def _end(self) -> None:
         self._conn = None

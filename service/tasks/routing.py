@@ -19,7 +19,7 @@ from .schemas import parse_body
 
 
 def _not_a_dot_segment(user_id: str) -> str | None:
-    # URL resolution (RFC 3986 §5.2.4, and browsers even for %2E) removes these segments.
+    # Resolving a URL removes these segments (browsers do even when they are sent as %2E).
     return "cannot be . or .., which URLs remove" if user_id in (".", "..") else None
 
 
