@@ -23,10 +23,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from support.better_auth import BetterAuthIssuer, IssuerConfig
 from support.node import npm_ci
 from support.ports import free_port
-
-from .conftest import BetterAuthIssuer, IssuerConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NEXTJS_DIR = REPO_ROOT / "deploy" / "nextjs"
