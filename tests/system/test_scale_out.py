@@ -11,113 +11,42 @@ same time, so their migrations race under the advisory lock) and always stopped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import secrets
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from service.settings import REPO_ROOT
 from service.testing import FakeBetterAuth
 from support.jwks_host import serving_jwks
-from support.ports import free_port
+from support.service_process import ServiceProcess, spawn_service, stop_all
 
 PROCESSES = 3
-START_DEADLINE_SECONDS = 60.0
-STOP_DEADLINE_SECONDS = 20.0
 REQUEST_TIMEOUT_SECONDS = 30.0
+REPLICA_SETTINGS = dict(WORKERS="1", DB_POOL_MIN_SIZE="1", DB_POOL_MAX_SIZE="5", ACCESS_LOG="false")
 
 
-@dataclass
-class Replica:
-    process: subprocess.Popen
-    url: str
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def replica_env(database_url: str, better_auth_url: str, port: int) -> dict[str, str]:
-    env = dict(os.environ)
-    # Empty values also mask a developer's .env: defaults derived from BETTER_AUTH_URL.
-    env.update(JWKS_URL="", JWT_ISSUER="", JWT_AUDIENCE="", EMBEDDED_PG_DATA_DIR="")
-    env.update(
-        DATABASE_URL=database_url,
-        BETTER_AUTH_URL=better_auth_url,
-        HOST="127.0.0.1",
-        PORT=str(port),
-        WORKERS="1",
-        DB_POOL_MIN_SIZE="1",
-        DB_POOL_MAX_SIZE="5",
-        ACCESS_LOG="false",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-def stop_replicas(replicas: list[Replica]) -> None:
-    """SIGTERM to all at once (graceful shutdown), then wait; kill what is left at the deadline."""
-    for replica in replicas:
-        if replica.process.poll() is None:
-            replica.process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_DEADLINE_SECONDS
-    for replica in replicas:
-        try:
-            replica.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            replica.process.kill()
-            replica.process.wait(timeout=10)
-
-
-def wait_ready(replicas: list[Replica]) -> None:
-    deadline = time.monotonic() + START_DEADLINE_SECONDS
-    pending = list(replicas)
-    with httpx.Client(timeout=1.0) as http:
-        while pending:
-            for replica in list(pending):
-                if replica.process.poll() is not None:
-                    pytest.fail(
-                        f"replica {replica.url} exited with {replica.process.returncode}:\n{replica.log()}",
-                        pytrace=False,
-                    )
-                with contextlib.suppress(httpx.TransportError):
-                    if http.get(f"{replica.url}/readyz").status_code == 200:
-                        pending.remove(replica)
-            if pending and time.monotonic() > deadline:
-                logs = "\n".join(f"--- {r.url} ---\n{r.log()}" for r in pending)
-                pytest.fail(f"not ready within {START_DEADLINE_SECONDS:g} s:\n{logs}", pytrace=False)
-            time.sleep(0.1)
-
-
-@contextlib.contextmanager
-def running_replicas(database_url: str, better_auth_url: str, log_dir: Path) -> Iterator[list[Replica]]:
+def start_replicas(database_url: str, better_auth_url: str, log_dir: Path) -> list[ServiceProcess]:
     """PROCESSES service processes started at once (so their migrations race, under the lock),
-    all ready; always stopped (SIGTERM, then kill) on the way out."""
-    replicas: list[Replica] = []
+    all ready; if one is not, all are stopped."""
+    replicas: list[ServiceProcess] = []
     try:
         for n in range(PROCESSES):
-            port = free_port()
-            log_path = log_dir / f"replica-{n}.log"
-            with open(log_path, "wb") as log_file:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "service", "run"], cwd=REPO_ROOT,
-                    env=replica_env(database_url, better_auth_url, port),
-                    stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-                )  # fmt: skip
-            replicas.append(Replica(process, f"http://127.0.0.1:{port}", log_path))
-        wait_ready(replicas)
-        yield replicas
-    finally:
-        stop_replicas(replicas)
+            replicas.append(
+                spawn_service(
+                    log_dir / f"replica-{n}.log",
+                    better_auth_url=better_auth_url,
+                    database_url=database_url,
+                    **REPLICA_SETTINGS,
+                )
+            )
+        for replica in replicas:
+            replica.wait_until_answers("/readyz", 200)
+    except BaseException:
+        stop_all(replicas)
+        raise
+    return replicas
 
 
 @pytest.fixture(scope="module")
@@ -127,17 +56,20 @@ def jwks_server() -> Iterator[FakeBetterAuth]:
 
 
 @pytest.fixture(scope="module")
-async def replicas(database_url: str, jwks_server: FakeBetterAuth, tmp_path_factory):
-    manager = running_replicas(database_url, jwks_server.base_url, tmp_path_factory.mktemp("replicas"))
-    started = await asyncio.to_thread(manager.__enter__)
-    clients = [httpx.AsyncClient(base_url=r.url, timeout=REQUEST_TIMEOUT_SECONDS) for r in started]
+async def replicas(
+    database_url: str, jwks_server: FakeBetterAuth, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[list[httpx.AsyncClient]]:
+    started = await asyncio.to_thread(
+        start_replicas, database_url, jwks_server.base_url, tmp_path_factory.mktemp("replicas")
+    )
+    clients = [replica.async_client(timeout=REQUEST_TIMEOUT_SECONDS) for replica in started]
     try:
         yield clients
     finally:
         for client in clients:
             await client.aclose()
-        await asyncio.to_thread(manager.__exit__, None, None, None)
-        assert [r.process.returncode for r in started] == [0] * PROCESSES, "\n".join(r.log()[-2000:] for r in started)
+        codes = await asyncio.to_thread(stop_all, started)  # SIGTERM to all at once: a rolling stop
+        assert codes == [0] * PROCESSES, "\n".join(r.log()[-2000:] for r in started)
 
 
 def token_headers(issuer: FakeBetterAuth, user_id: str) -> dict[str, str]:
