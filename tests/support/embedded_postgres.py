@@ -71,7 +71,7 @@ def postgres_running(data_dir: Path) -> bool:
         pid = int((data_dir / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return False
-    return psutil.pid_exists(pid)
+    return bool(psutil.pid_exists(pid))
 
 
 def admin_dsn(data_dir: Path, database: str = "tasks") -> str:
@@ -111,11 +111,11 @@ def assert_postgres_stopped(data_dir: Path, deadline_seconds: float = STOPPED_DE
 def pg_ctl(data_dir: Path, *args: str, log_path: Path) -> None:
     """pg_ctl on `data_dir`, as the server's owner. Its output goes to a file: a pipe would be
     inherited by the postmaster and never reach EOF."""
-    run_as = {"user": PG_SYSTEM_USER} if os.geteuid() == 0 else {}
+    user = PG_SYSTEM_USER if os.geteuid() == 0 else None
     with open(log_path, "ab") as out:
         subprocess.run(
             [str(PG_BIN / "pg_ctl"), "-D", str(data_dir), *args],
-            check=True, stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=PG_CTL_TIMEOUT_SECONDS, **run_as,
+            check=True, stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=PG_CTL_TIMEOUT_SECONDS, user=user,
         )  # fmt: skip
 
 
