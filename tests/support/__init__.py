@@ -6,7 +6,8 @@ or another test module.
 - embedded_postgres: a service's embedded PostgreSQL seen from outside (pg_ctl, leftovers).
 - better_auth, node: the real Better Auth npm package run by Node.
 - jwks_host: a FakeBetterAuth on a real port, for a service in another process.
-- pgbouncer, tls: a real pgbouncer, and throw-away certificates.
+- pgbouncer, tls, fixtures: a real pgbouncer, throw-away certificates, and the fixtures those
+  tests import.
 - row_locks, traffic, waiting, delayed_close_proxy, clock, ports: overlap, load, bounded waits,
   a half-closed database connection, a fake clock, a free port.
 """
