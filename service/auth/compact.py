@@ -61,11 +61,17 @@ _JSON = json.JSONDecoder(object_pairs_hook=_reject_duplicates)  # built once: ~4
 
 def decode_json_segment(segment: bytes, what: str) -> dict[str, Any]:
     decoded = b64decode(segment, what)
+    # UTF-8 only (RFC 7515 §5.2, RFC 8259 §8.1): json.loads(bytes) would also take UTF-16, a BOM
+    # and encoded surrogates.
     try:
-        # UTF-8 only (RFC 7515 §5.2): json.loads(bytes) would also take UTF-16, a BOM and
-        # encoded surrogates.
-        value = _JSON.decode(decoded.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        text = decoded.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidToken(TokenRejection.MALFORMED, f"{what} is not UTF-8") from None
+    if text.startswith("\ufeff"):
+        raise InvalidToken(TokenRejection.MALFORMED, f"{what} is not UTF-8 JSON (it starts with a byte order mark)")
+    try:
+        value = _JSON.decode(text)
+    except (ValueError, RecursionError):
         raise InvalidToken(TokenRejection.MALFORMED, f"{what} is not valid JSON") from None
     if not isinstance(value, dict):
         raise InvalidToken(TokenRejection.MALFORMED, f"{what} must be a JSON object")
