@@ -16,8 +16,7 @@ from joserfc.jwk import OKPKey
 
 from service.errors import InvalidToken, KeysUnavailable, TokenRejection
 from support.clock import settle
-
-from .conftest import INTERVAL, REFRESH, SKEW, STALENESS
+from support.key_cache import INTERVAL, REFRESH, SKEW, STALENESS
 
 
 def calls(host) -> int:

@@ -7,8 +7,7 @@ import pytest
 
 from service.auth.tokens import TokenVerifier
 from service.errors import InvalidToken, KeysUnavailable, TokenRejection
-
-from .conftest import REFRESH, STALENESS
+from support.key_cache import REFRESH, STALENESS
 
 
 def make_verifier(cache, clock, timed_issuer, entries: int = 100) -> TokenVerifier:
