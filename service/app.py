@@ -131,7 +131,7 @@ def install_error_handlers(app: FastAPI) -> None:
 async def open_database(settings: Settings, stack: contextlib.AsyncExitStack) -> str:
     """The DSN to use: DATABASE_URL, or an embedded server started (and stopped) with the app."""
     if settings.database_url:
-        return settings.database_url
+        return settings.database_url.get_secret_value()
     server: EmbeddedPostgres = await asyncio.to_thread(start_embedded_postgres, settings.embedded_pg_data_dir)
     stack.callback(server.stop)
     await ensure_database(server.admin_dsn(), DATABASE_NAME)
