@@ -70,8 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
     )
     if settings.workers > 1:
-        # Each worker process builds its own app (pool, key cache) from the same environment.
-        uvicorn.run("service.app:create_app_from_env", factory=True, workers=settings.workers, **common)
+        # Each worker process builds its own app (pool, key cache) from the same environment, and
+        # writes its metrics where any worker can sum them for /metrics.
+        from .metrics import shared_dir_for_workers
+
+        with shared_dir_for_workers():
+            uvicorn.run("service.app:create_app_from_env", factory=True, workers=settings.workers, **common)
     else:
         uvicorn.run(create_app(settings), **common)
     return 0

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
-from starlette.types import Message, Send
+from starlette.types import Message, Scope, Send
 
 from . import errors
 from .api_docs import document_bearer_auth
@@ -31,8 +31,9 @@ from .db.pool import UNAVAILABLE_ERRORS, connect, create_pool
 from .head import HeadAsGetMiddleware
 from .health import ReadinessProbe
 from .health import router as health_router
-from .observability import ObservabilityMiddleware, RequestMetrics, configure_logging, parse_networks
-from .resources import Resources, install
+from .metrics import ServiceMetrics, read_stats
+from .observability import ObservabilityMiddleware, configure_logging, parse_networks
+from .resources import Resources, app_resources, install
 from .settings import Settings
 from .tasks.routes import router as tasks_router
 
@@ -55,15 +56,13 @@ def problem_response(exc: errors.ServiceError) -> Response:
     return Response(orjson.dumps(body), status_code=exc.status, media_type=PROBLEM_MEDIA_TYPE, headers=exc.headers)
 
 
-async def render_error(
-    exc: errors.ServiceError, scope: dict[str, Any], send: Callable[[dict[str, Any]], Awaitable[None]]
-) -> None:
+async def render_error(exc: errors.ServiceError, scope: Scope, send: Send) -> None:
     """Answer from ASGI middleware, before routing."""
 
     async def no_body() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    await problem_response(exc)(scope, no_body, cast(Send, send))  # errors.RenderError's send takes a dict
+    await problem_response(exc)(scope, no_body, send)
 
 
 def _validation_problem(exc: RequestValidationError) -> errors.InvalidRequest:
@@ -105,23 +104,18 @@ def install_error_handlers(app: FastAPI) -> None:
         log.info("client disconnected before its request body was read")
         return Response(status_code=400)  # nobody is listening any more
 
-    async def on_unexpected(_: Request, exc: Exception) -> Response:
-        log.exception("unhandled error")
-        return problem_response(errors.ServiceError("an unexpected error occurred"))
-
     app.add_exception_handler(errors.ServiceError, on_service_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(ClientDisconnect, on_client_gone)
     for exc_type in UNAVAILABLE_ERRORS:
         app.add_exception_handler(exc_type, on_database_unavailable)
-    app.add_exception_handler(Exception, on_unexpected)
 
 
 async def open_database(settings: Settings, stack: contextlib.AsyncExitStack) -> str:
     """The DSN to use: DATABASE_URL, or an embedded server started (and stopped) with the app."""
     if settings.database_url:
-        return settings.database_url
+        return settings.database_url.get_secret_value()
     server: EmbeddedPostgres = await asyncio.to_thread(start_embedded_postgres, settings.embedded_pg_data_dir)
     stack.callback(server.stop)
     await ensure_database(server.admin_dsn(), DATABASE_NAME)
@@ -154,6 +148,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                 settings=settings, pool=pool, pool_gate=asyncio.Semaphore(settings.db_pool_max_size),
                 http=http, jwks=jwks, verifier=verifier,
             ))  # fmt: skip
+            await stack.enter_async_context(app.state.metrics.publishing())
             refresher = asyncio.create_task(jwks.run_refresher(), name="jwks-refresher")
             stack.push_async_callback(jwks.aclose)
             stack.push_async_callback(_cancel, refresher)
@@ -178,7 +173,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     for router in (health_router, tasks_router):
         add_routes(app, router)
     document_bearer_auth(app, PROTECTED_PREFIX)
-    app.state.request_metrics = RequestMetrics()
+    app.state.metrics = ServiceMetrics(lambda: read_stats(app_resources(app)))
     app.state.readiness = ReadinessProbe()
     # Each add_middleware wraps the previous ones: the last added runs first. The Bearer check runs
     # before the size limit, so an anonymous caller gets 401 whatever it sends.
@@ -196,7 +191,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         )
     app.add_middleware(
         ObservabilityMiddleware,
-        metrics=app.state.request_metrics,
+        metrics=app.state.metrics.requests,
+        render_error=render_error,  # a 500 for an unhandled error, with the request id
         access_log=settings.access_log,
         trusted_proxies=parse_networks(settings.trusted_proxies),
     )

@@ -1,12 +1,16 @@
 """The service's errors: a flat tree, each with an HTTP status and a snake_case `code`.
 
 They are rendered as RFC 9457 problem details by `service.app`; `detail` must never carry
-internals (no SQL, no stack, no token).
+internals (no SQL, no stack, no token, no internal host or URL). An error is complete when built:
+nothing sets its fields afterwards.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from enum import StrEnum
+
+from starlette.types import Scope, Send
 
 _DESCRIPTION_CHARS = frozenset(chr(c) for c in range(0x20, 0x7F)) - {'"', "\\"}
 
@@ -22,6 +26,23 @@ class ServiceError(Exception):
         super().__init__(self.detail)
 
 
+class TokenRejection(StrEnum):
+    """Why a Bearer token was not accepted: the closed set behind the 401/503 answers, the
+    `token_verifications_total{outcome}` label and the log."""
+
+    MISSING = "missing"  # no credentials at all
+    MALFORMED = "malformed"  # not one well-formed compact JWS in one Bearer header
+    TOO_LARGE = "too_large"
+    ALG_NOT_ALLOWED = "alg_not_allowed"
+    HEADER_REFUSED = "header_refused"  # a header member that brings its own key or processing
+    UNKNOWN_KID = "unknown_kid"  # the issuer does not publish the token's key
+    KEY_MISMATCH = "key_mismatch"  # the published key cannot verify the token's alg
+    BAD_SIGNATURE = "bad_signature"
+    EXPIRED = "expired"
+    CLAIMS = "claims"  # a claim missing, of the wrong type or value, or not yet valid
+    KEYS_UNAVAILABLE = "keys_unavailable"  # not the token's fault: we cannot learn its key now
+
+
 class InvalidToken(ServiceError):
     """The Bearer token is absent, malformed, not signed by a published key, or its claims fail."""
 
@@ -29,35 +50,44 @@ class InvalidToken(ServiceError):
     code = "invalid_token"
     title = "Unauthorized"
 
-    def __init__(self, detail: str, reason: str = "malformed") -> None:
-        self.reason = reason  # a metrics label: why verification failed
+    def __init__(self, reason: TokenRejection, detail: str) -> None:
+        self.reason = reason
+        super().__init__(detail, headers={"WWW-Authenticate": self._challenge(detail)})
+
+    @staticmethod
+    def _challenge(detail: str) -> str:
         # RFC 6750 §3: error_description is %x20-21 / %x23-5B / %x5D-7E only. The detail may quote
         # attacker input (a kid, an alg), so anything else becomes "?" before it reaches a header.
         safe = "".join(c if c in _DESCRIPTION_CHARS else "?" for c in detail)
-        super().__init__(
-            detail,
-            headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{safe}"'},
-        )
+        return f'Bearer error="invalid_token", error_description="{safe}"'
 
 
 class MissingToken(InvalidToken):
     code = "missing_token"
 
     def __init__(self, detail: str = "a Bearer token is required") -> None:
-        super().__init__(detail, reason="missing")
+        super().__init__(TokenRejection.MISSING, detail)
+
+    @staticmethod
+    def _challenge(detail: str) -> str:
         # RFC 6750 §3.1: no error code when the request carried no credentials at all.
-        self.headers = {"WWW-Authenticate": 'Bearer realm="tasks"'}
+        return 'Bearer realm="tasks"'
 
 
 class KeysUnavailable(ServiceError):
-    """No usable signing key can be had right now: the JWKS host is down and nothing usable is cached."""
+    """No usable signing key can be had right now: the JWKS host is down and nothing usable is
+    cached. The answer says only what a caller can act on; the cause goes to the log."""
 
     status = 503
     code = "keys_unavailable"
     title = "Service Unavailable"
+    reason = TokenRejection.KEYS_UNAVAILABLE
 
-    def __init__(self, detail: str, retry_after_seconds: int = 5) -> None:
-        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after_seconds))})
+    def __init__(self, retry_after_seconds: int = 5) -> None:
+        super().__init__(
+            "signing keys are temporarily unavailable, retry later",
+            headers={"Retry-After": str(max(1, retry_after_seconds))},
+        )
 
 
 class DatabaseUnavailable(ServiceError):
@@ -132,4 +162,4 @@ class IdempotencyKeyReused(ServiceError):
 
 
 # How ASGI middleware answers with an error before routing: (error, scope, send).
-RenderError = Callable[[ServiceError, dict, Callable[[dict], Awaitable[None]]], Awaitable[None]]
+RenderError = Callable[[ServiceError, Scope, Send], Awaitable[None]]

@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 
 from fastapi import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import Forbidden, InvalidToken, MissingToken, RenderError, ServiceError
-from .tokens import TokenVerifier
+from ..errors import Forbidden, InvalidToken, MissingToken, RenderError, ServiceError, TokenRejection
+from .tokens import Principal, TokenVerifier
 
 PROTECTED_PREFIX = "/api/"
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1
@@ -25,24 +26,24 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> str:
     if not values:
         raise MissingToken()
     if len(values) > 1:
-        raise InvalidToken("send exactly one Authorization header")
+        raise InvalidToken(TokenRejection.MALFORMED, "send exactly one Authorization header")
     scheme, _, token = values[0].decode("latin-1").strip(" \t").partition(" ")
     if scheme.lower() != "bearer":
-        raise InvalidToken("the Authorization scheme must be Bearer")
+        raise InvalidToken(TokenRejection.MALFORMED, "the Authorization scheme must be Bearer")
     token = token.lstrip(" ")  # RFC 7235: 1*SP between scheme and credentials
     if not _B64TOKEN.fullmatch(token):
-        raise InvalidToken("the Bearer token is empty or malformed")
+        raise InvalidToken(TokenRejection.MALFORMED, "the Bearer token is empty or malformed")
     return token
 
 
 class BearerAuthMiddleware:
     """Verifies the Bearer token of every `/api/` request and stores the Principal in the scope."""
 
-    def __init__(self, app, render_error: RenderError) -> None:
+    def __init__(self, app: ASGIApp, render_error: RenderError) -> None:
         self.app = app
         self.render_error = render_error
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(PROTECTED_PREFIX):
             await self.app(scope, receive, send)
             return
@@ -51,7 +52,7 @@ class BearerAuthMiddleware:
             try:
                 token = bearer_token(scope["headers"])
             except InvalidToken as exc:
-                verifier.outcomes[exc.reason] += 1  # verify_token counts the rest
+                verifier.count_rejection(exc.reason, exc.detail)  # verify_token counts the rest
                 raise
             principal = await verifier.verify_token(token)
         except ServiceError as exc:
@@ -65,7 +66,7 @@ def owner(request: Request, user_id: str) -> str:
     """The caller's user id (from the verified token), after checking it is `user_id`, the one
     named in the path; 403 otherwise."""
     principal = request.scope.get("state", {}).get("principal")
-    if principal is None:  # only reachable if a route were mounted outside /api/
+    if not isinstance(principal, Principal):  # only reachable if a route were mounted outside /api/
         raise MissingToken()
     if principal.user_id != user_id:
         raise Forbidden("the token's subject does not match the user in the path")

@@ -13,12 +13,12 @@ import httpx
 
 from ..errors import InvalidToken, KeysUnavailable
 from ..settings import Settings
-from .fetch import JWKSFetchError, fetch_jwks
-from .keys import ALG_KEY_TYPES
+from .fetch import fetch_jwks
+from .keys import ALG_KEY_TYPES, JWKSError, PublicKey
 from .verifier import build_verifier
 
 
-def key_verdict(key, allowed: tuple[str, ...]) -> str:
+def key_verdict(key: PublicKey, allowed: tuple[str, ...]) -> str:
     usable = [alg for alg in allowed if key.accepts(alg)]
     if usable:
         return f"accepted for {', '.join(usable)}"
@@ -36,7 +36,7 @@ async def inspect_jwks(settings: Settings, token: str | None, out: TextIO) -> in
                 timeout_seconds=settings.jwks_fetch_timeout_seconds,
                 max_bytes=settings.jwks_max_bytes,
             )
-        except JWKSFetchError as exc:
+        except JWKSError as exc:
             print(f"JWKS {settings.jwks_url}: cannot be used: {exc}", file=out)
             return 1
         print(f"JWKS {settings.jwks_url}: {len(imported.keys)} usable key(s)", file=out)

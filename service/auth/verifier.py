@@ -1,4 +1,5 @@
-"""Assembling the verifier from settings: fetcher, key cache and token verifier, wired together."""
+"""Assembling the verifier from settings: fetcher, key cache and token verifier (which reads the
+key cache; nothing points back)."""
 
 from __future__ import annotations
 
@@ -43,8 +44,9 @@ def build_verifier(
         max_staleness_seconds=settings.jwks_max_staleness_seconds,
         clock_skew_seconds=settings.jwt_leeway_seconds,
         clock=clock,
+        source=settings.jwks_url,
     )
-    verifier = TokenVerifier(
+    return TokenVerifier(
         keys,
         algorithms=settings.jwt_algorithms,
         issuer=settings.jwt_issuer,
@@ -56,5 +58,3 @@ def build_verifier(
         ),
         clock=clock,
     )
-    keys.on_keys_removed = verifier.forget_keys  # cached verifications die with their key
-    return verifier

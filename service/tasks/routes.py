@@ -32,6 +32,7 @@ from .schemas import (
     TaskPatch,
     TaskReplace,
 )
+from .text import normalize_search
 
 router = APIRouter(
     prefix="/api/{user_id}/tasks",
@@ -93,7 +94,7 @@ async def _write_outcome(db: UserConnection, user_id: str, task_id: int, version
 async def list_tasks(
     request: Request, user_id: str, status: Status, sort: Sort, q: str | None, limit: int, cursor: str | None
 ) -> Response:
-    options = ListOptions(status=status, sort=sort, q=q or None)
+    options = ListOptions(status=status, sort=sort, q=normalize_search(q) if q else None)
     after = decode_cursor(cursor, options) if cursor else None
     async with resources(request).transaction(user_id) as db:
         found = await queries.list_tasks(db, user_id, options, after, limit)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 
 import httpx
@@ -47,7 +46,7 @@ async def test_lists_each_key_with_its_verdict(issuer, settings):
         router.get(issuer.jwks_url).mock(
             return_value=httpx.Response(200, json={"keys": [*issuer.jwks()["keys"], weak]})
         )
-        status, text = await run(dataclasses.replace(settings, jwt_algorithms=("EdDSA",)))
+        status, text = await run(settings.replace(jwt_algorithms=("EdDSA",)))
     assert status == 0
     assert f"kid={ed.kid}  alg=EdDSA  OKP Ed25519  accepted for EdDSA" in text
     assert f"kid={es.kid}  alg=ES256  EC P-256  NOT accepted" in text
