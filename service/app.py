@@ -7,11 +7,9 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
-import asyncpg
 import httpx
 import orjson
 from fastapi import APIRouter, FastAPI, Request
@@ -20,21 +18,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.types import Message, Scope, Send
 
 from . import errors
 from .api_docs import document_bearer_auth
 from .auth.dependencies import PROTECTED_PREFIX, BearerAuthMiddleware
-from .auth.jwks import JWKSCache
-from .auth.tokens import TokenVerifier
 from .auth.verifier import build_verifier
 from .body_limit import BodyLimitMiddleware
 from .db.embedded import DATABASE_NAME, EmbeddedPostgres, ensure_database, start_embedded_postgres
 from .db.migrate import apply_migrations
 from .db.pool import UNAVAILABLE_ERRORS, connect, create_pool
+from .head import HeadAsGetMiddleware
 from .health import ReadinessProbe
 from .health import router as health_router
 from .metrics import ServiceMetrics, read_stats
 from .observability import ObservabilityMiddleware, configure_logging, parse_networks
+from .resources import Resources, app_resources, install
 from .settings import Settings
 from .tasks.routes import router as tasks_router
 
@@ -42,18 +41,6 @@ log = logging.getLogger("service")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
-
-
-@dataclass
-class Resources:
-    """Everything a request may reach, opened and closed by the lifespan."""
-
-    settings: Settings
-    pool: asyncpg.Pool
-    pool_gate: asyncio.Semaphore  # first come, first served for the pool (see db.session)
-    http: httpx.AsyncClient
-    jwks: JWKSCache
-    verifier: TokenVerifier
 
 
 def problem_response(exc: errors.ServiceError) -> Response:
@@ -69,10 +56,10 @@ def problem_response(exc: errors.ServiceError) -> Response:
     return Response(orjson.dumps(body), status_code=exc.status, media_type=PROBLEM_MEDIA_TYPE, headers=exc.headers)
 
 
-async def render_error(exc: errors.ServiceError, scope: dict, send: Callable) -> None:
+async def render_error(exc: errors.ServiceError, scope: Scope, send: Send) -> None:
     """Answer from ASGI middleware, before routing."""
 
-    async def no_body() -> dict:
+    async def no_body() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
 
     await problem_response(exc)(scope, no_body, send)
@@ -90,29 +77,30 @@ def _http_problem(exc: StarletteHTTPException) -> errors.ServiceError:
     if exc.status_code == 404:
         return errors.NotFound("no such route")
     if exc.status_code == 405:
-        problem = errors.MethodNotAllowed("method not allowed on this route")
-        problem.headers = dict(exc.headers or {})
-        return problem
+        not_allowed = errors.MethodNotAllowed("method not allowed on this route")
+        not_allowed.headers = dict(exc.headers or {})
+        return not_allowed
     problem = errors.ServiceError(str(exc.detail))
     problem.status, problem.title, problem.code = exc.status_code, str(exc.detail), "http_error"
     return problem
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    async def on_service_error(_: Request, exc: errors.ServiceError) -> Response:
-        return problem_response(exc)
+    # Starlette types every handler as taking Exception; each is registered for one class below.
+    async def on_service_error(_: Request, exc: Exception) -> Response:
+        return problem_response(cast(errors.ServiceError, exc))
 
-    async def on_validation_error(_: Request, exc: RequestValidationError) -> Response:
-        return problem_response(_validation_problem(exc))
+    async def on_validation_error(_: Request, exc: Exception) -> Response:
+        return problem_response(_validation_problem(cast(RequestValidationError, exc)))
 
-    async def on_http_error(_: Request, exc: StarletteHTTPException) -> Response:
-        return problem_response(_http_problem(exc))
+    async def on_http_error(_: Request, exc: Exception) -> Response:
+        return problem_response(_http_problem(cast(StarletteHTTPException, exc)))
 
     async def on_database_unavailable(_: Request, exc: Exception) -> Response:
         log.warning("database unavailable: %s", type(exc).__name__)
         return problem_response(errors.DatabaseUnavailable())
 
-    async def on_client_gone(_: Request, exc: ClientDisconnect) -> Response:
+    async def on_client_gone(_: Request, exc: Exception) -> Response:
         log.info("client disconnected before its request body was read")
         return Response(status_code=400)  # nobody is listening any more
 
@@ -156,10 +144,10 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 
             verifier = build_verifier(settings, http, clock=clock)
             jwks = verifier.keys
-            app.state.resources = Resources(
+            install(app, Resources(
                 settings=settings, pool=pool, pool_gate=asyncio.Semaphore(settings.db_pool_max_size),
                 http=http, jwks=jwks, verifier=verifier,
-            )  # fmt: skip
+            ))  # fmt: skip
             await stack.enter_async_context(app.state.metrics.publishing())
             refresher = asyncio.create_task(jwks.run_refresher(), name="jwks-refresher")
             stack.push_async_callback(jwks.aclose)
@@ -176,6 +164,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         version="0.1.0",
         description="Per-user tasks for a Next.js app using Better Auth; Bearer JWTs verified offline against its JWKS.",
         lifespan=lifespan,
+        # A trailing slash is a 404, not a redirect built from the Host header.
+        redirect_slashes=False,
         # Our own /metrics and logs; FastAPI's built-in OpenTelemetry hooks cost time on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
@@ -183,12 +173,13 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     for router in (health_router, tasks_router):
         add_routes(app, router)
     document_bearer_auth(app, PROTECTED_PREFIX)
-    app.state.metrics = ServiceMetrics(lambda: read_stats(app.state.resources))
+    app.state.metrics = ServiceMetrics(lambda: read_stats(app_resources(app)))
     app.state.readiness = ReadinessProbe()
     # Each add_middleware wraps the previous ones: the last added runs first. The Bearer check runs
     # before the size limit, so an anonymous caller gets 401 whatever it sends.
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes, render_error=render_error)
     app.add_middleware(BearerAuthMiddleware, render_error=render_error)
+    app.add_middleware(HeadAsGetMiddleware)  # around the answers the two above render too
     if settings.cors_origins:  # outside the Bearer check: preflights carry no token
         app.add_middleware(
             CORSMiddleware,
@@ -224,7 +215,7 @@ def create_app_from_env() -> FastAPI:
     return create_app(settings)
 
 
-async def _cancel(task: asyncio.Task) -> None:
+async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task

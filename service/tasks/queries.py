@@ -1,7 +1,9 @@
 """Every SQL statement on tasks: raw asyncpg, `$n` parameters only, the owner always `$1`.
 
 Writes are single statements with the ownership filter in their WHERE clause (no read-then-
-write). The only dynamic SQL is built from the fixed allow-lists below, never from input.
+write). The only dynamic SQL is built from the fixed allow-lists below, never from input. Each
+function takes a `UserConnection`: a transaction as the owner, which row-level security needs
+(on a bare pool connection every statement would silently match nothing).
 
 A task comes back as `id`, `version` (for the ETag) and `document`: its JSON text written by
 PostgreSQL (row type `task_document`, migration 0003), which is the response body as is.
@@ -17,17 +19,24 @@ from typing import Any
 
 import asyncpg
 
+from ..db.session import UserConnection
+from .options import ListOptions, ListShape
+from .schemas import Status
+
 DOCUMENT_FIELDS = "id, user_id, title, description, completed, created_at, updated_at"  # task_document's
 TASK_DOCUMENT = f"to_json(ROW({DOCUMENT_FIELDS})::task_document)::text"
 TASK_COLUMNS = f"id, version, {TASK_DOCUMENT} AS document"
 SORT_COLUMNS = ("created_at", "updated_at", "title")
 PATCHABLE_COLUMNS = ("title", "description", "completed")
-STATUS_FILTERS = {"all": "", "pending": " AND completed = false", "completed": " AND completed = true"}
+STATUS_FILTERS = {Status.all: "", Status.pending: " AND completed = false", Status.completed: " AND completed = true"}
 
-Executor = asyncpg.Pool | asyncpg.Connection
+# One task of the owner: $1 the owner, $2 the task's id.
+OWNED_TASK = "user_id = $1 AND id = $2"
+# ...and, for conditional writes, at one of the versions in $3 (an int[] from If-Match; NULL: any).
+OWNED_TASK_AT_VERSION = f"{OWNED_TASK} AND ($3::int[] IS NULL OR version = ANY($3::int[]))"
 
 
-async def insert_task(db: Executor, user_id: str, title: str, description: str) -> asyncpg.Record:
+async def insert_task(db: UserConnection, user_id: str, title: str, description: str) -> asyncpg.Record:
     return await db.fetchrow(
         f"INSERT INTO tasks (user_id, title, description) VALUES ($1, $2, $3) RETURNING {TASK_COLUMNS}",
         user_id,
@@ -36,33 +45,35 @@ async def insert_task(db: Executor, user_id: str, title: str, description: str) 
     )
 
 
-async def get_task(db: Executor, user_id: str, task_id: int) -> asyncpg.Record | None:
-    return await db.fetchrow(f"SELECT {TASK_COLUMNS} FROM tasks WHERE user_id = $1 AND id = $2", user_id, task_id)
+async def get_task(db: UserConnection, user_id: str, task_id: int) -> asyncpg.Record | None:
+    return await db.fetchrow(f"SELECT {TASK_COLUMNS} FROM tasks WHERE {OWNED_TASK}", user_id, task_id)
 
 
-async def task_exists(db: Executor, user_id: str, task_id: int) -> bool:
-    return bool(await db.fetchval("SELECT 1 FROM tasks WHERE user_id = $1 AND id = $2", user_id, task_id))
+async def task_exists(db: UserConnection, user_id: str, task_id: int) -> bool:
+    return bool(await db.fetchval(f"SELECT 1 FROM tasks WHERE {OWNED_TASK}", user_id, task_id))
 
 
 @cache
-def list_statement(column: str, descending: bool, status: str, with_query: bool, with_cursor: bool) -> str:
-    """The list SQL for one combination of options (a finite set, so each is prepared once).
+def list_statement(shape: ListShape) -> str:
+    """The list SQL for one shape of options (a finite set, so each is prepared once).
 
     Parameters: $1 owner, $2 the page size, then the search text if any, then the cursor's
     (key, id). One row comes back: `page`, the JSON array of up to $2 tasks; `more`, whether a
     next page exists (the scan reads one row beyond the page to know); and `last_key`/`last_id`,
     the sort key and id of the page's last task when the page is full, for the next cursor.
     """
+    column, status = shape.column, shape.status
     if column not in SORT_COLUMNS or status not in STATUS_FILTERS:
         raise ValueError("not an allowed sort column or status")
+    descending = shape.descending
     direction = "DESC" if descending else "ASC"
     order = f"{column} {direction}, id {direction}"
     where = "user_id = $1" + STATUS_FILTERS[status]
     next_param = 3
-    if with_query:
+    if shape.search:
         where += f" AND (strpos(lower(title), lower(${next_param})) > 0 OR strpos(lower(description), lower(${next_param})) > 0)"
         next_param += 1
-    if with_cursor:
+    if shape.after_cursor:
         # Row comparison over (sort key, id): one index range scan, no OFFSET.
         where += f" AND ({column}, id) {'<' if descending else '>'} (${next_param}, ${next_param + 1})"
     on_page = "FILTER (WHERE n <= $2)"
@@ -76,27 +87,17 @@ def list_statement(column: str, descending: bool, status: str, with_query: bool,
 
 
 async def list_tasks(
-    db: Executor,
-    user_id: str,
-    *,
-    column: str,
-    descending: bool,
-    status: str,
-    query: str | None,
-    after: tuple[Any, int] | None,
-    limit: int,
+    db: UserConnection, user_id: str, options: ListOptions, after: tuple[Any, int] | None, limit: int
 ) -> asyncpg.Record:
-    sql = list_statement(column, descending, status, query is not None, after is not None)
-    args: list[Any] = [user_id, limit]
-    if query is not None:
-        args.append(query)
+    sql = list_statement(options.shape(after_cursor=after is not None))
+    args: list[Any] = [user_id, limit, *options.filter_arguments()]
     if after is not None:
         args.extend(after)
     return await db.fetchrow(sql, *args)
 
 
 async def replace_task(
-    db: Executor,
+    db: UserConnection,
     user_id: str,
     task_id: int,
     expected_versions: list[int] | None,
@@ -106,7 +107,7 @@ async def replace_task(
 ) -> asyncpg.Record | None:
     return await db.fetchrow(
         "UPDATE tasks SET title = $4, description = $5, completed = $6, version = version + 1, updated_at = now() "
-        f"WHERE user_id = $1 AND id = $2 AND ($3::int[] IS NULL OR version = ANY($3::int[])) RETURNING {TASK_COLUMNS}",
+        f"WHERE {OWNED_TASK_AT_VERSION} RETURNING {TASK_COLUMNS}",
         user_id,
         task_id,
         expected_versions,
@@ -117,7 +118,7 @@ async def replace_task(
 
 
 async def patch_task(
-    db: Executor, user_id: str, task_id: int, expected_versions: list[int] | None, changes: dict[str, Any]
+    db: UserConnection, user_id: str, task_id: int, expected_versions: list[int] | None, changes: dict[str, Any]
 ) -> asyncpg.Record | None:
     columns = [name for name in PATCHABLE_COLUMNS if name in changes]
     if not columns or len(columns) != len(changes):
@@ -125,7 +126,7 @@ async def patch_task(
     assignments = ", ".join(f"{name} = ${index}" for index, name in enumerate(columns, start=4))
     return await db.fetchrow(
         f"UPDATE tasks SET {assignments}, version = version + 1, updated_at = now() "
-        f"WHERE user_id = $1 AND id = $2 AND ($3::int[] IS NULL OR version = ANY($3::int[])) RETURNING {TASK_COLUMNS}",
+        f"WHERE {OWNED_TASK_AT_VERSION} RETURNING {TASK_COLUMNS}",
         user_id,
         task_id,
         expected_versions,
@@ -134,20 +135,20 @@ async def patch_task(
 
 
 async def toggle_task(
-    db: Executor, user_id: str, task_id: int, expected_versions: list[int] | None
+    db: UserConnection, user_id: str, task_id: int, expected_versions: list[int] | None
 ) -> asyncpg.Record | None:
     return await db.fetchrow(
         "UPDATE tasks SET completed = NOT completed, version = version + 1, updated_at = now() "
-        f"WHERE user_id = $1 AND id = $2 AND ($3::int[] IS NULL OR version = ANY($3::int[])) RETURNING {TASK_COLUMNS}",
+        f"WHERE {OWNED_TASK_AT_VERSION} RETURNING {TASK_COLUMNS}",
         user_id,
         task_id,
         expected_versions,
     )
 
 
-async def delete_task(db: Executor, user_id: str, task_id: int, expected_versions: list[int] | None) -> bool:
+async def delete_task(db: UserConnection, user_id: str, task_id: int, expected_versions: list[int] | None) -> bool:
     deleted = await db.fetchval(
-        "DELETE FROM tasks WHERE user_id = $1 AND id = $2 AND ($3::int[] IS NULL OR version = ANY($3::int[])) RETURNING 1",
+        f"DELETE FROM tasks WHERE {OWNED_TASK_AT_VERSION} RETURNING 1",
         user_id,
         task_id,
         expected_versions,
@@ -155,7 +156,7 @@ async def delete_task(db: Executor, user_id: str, task_id: int, expected_version
     return bool(deleted)
 
 
-async def claim_idempotency_key(db: Executor, user_id: str, key: str, fingerprint: bytes, ttl_hours: int) -> bool:
+async def claim_idempotency_key(db: UserConnection, user_id: str, key: str, fingerprint: bytes, ttl_hours: int) -> bool:
     """Take `key` for a new request; False when a live request already holds it.
 
     A concurrent duplicate blocks on the unique index until the first transaction ends. An
@@ -176,7 +177,9 @@ async def claim_idempotency_key(db: Executor, user_id: str, key: str, fingerprin
     return bool(claimed)
 
 
-async def insert_task_for_key(db: Executor, user_id: str, key: str, title: str, description: str) -> asyncpg.Record:
+async def insert_task_for_key(
+    db: UserConnection, user_id: str, key: str, title: str, description: str
+) -> asyncpg.Record:
     """Create the task and record it against the idempotency key, in one statement."""
     return await db.fetchrow(
         "WITH created AS ("
@@ -191,7 +194,7 @@ async def insert_task_for_key(db: Executor, user_id: str, key: str, title: str, 
     )
 
 
-async def find_idempotent_result(db: Executor, user_id: str, key: str) -> asyncpg.Record | None:
+async def find_idempotent_result(db: UserConnection, user_id: str, key: str) -> asyncpg.Record | None:
     """The fingerprint of the request that holds `key`, and the task it created (if it still exists)."""
     return await db.fetchrow(
         f"SELECT k.fingerprint, t.id, t.version, to_json(ROW({_qualified('t', DOCUMENT_FIELDS)})::task_document)::text AS document"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import itertools
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -15,7 +14,8 @@ import asyncpg
 import pytest
 
 from service.db.migrate import MIGRATIONS_DIR, MigrationError, apply_migrations
-from service.tasks.queries import SORT_COLUMNS, STATUS_FILTERS, list_statement
+from service.tasks.options import ListShape
+from service.tasks.queries import list_statement
 from support.app import with_database
 
 USERS = 50
@@ -205,27 +205,25 @@ def plan_nodes(plan: dict) -> Iterator[str]:
         yield from plan_nodes(child)
 
 
-COMBINATIONS = list(itertools.product(SORT_COLUMNS, (False, True), STATUS_FILTERS, (False, True), (False, True)))
-
-
 @pytest.mark.parametrize(
-    "column, descending, status, with_query, with_cursor",
+    "shape",
     [
         pytest.param(
-            *combo,
-            id=f"{combo[0]}-{'desc' if combo[1] else 'asc'}-{combo[2]}"
-            f"{'-q' if combo[3] else ''}{'-cursor' if combo[4] else ''}",
+            shape,
+            id=f"{shape.column}-{'desc' if shape.descending else 'asc'}-{shape.status.value}"
+            f"{'-q' if shape.search else ''}{'-cursor' if shape.after_cursor else ''}",
         )
-        for combo in COMBINATIONS
+        for shape in ListShape.every()
     ],
 )
-async def test_list_statement_plan_has_no_sort(populated, column, descending, status, with_query, with_cursor):
+async def test_list_statement_plan_has_no_sort(populated, shape):
     user = "user_7"
-    sql = list_statement(column, descending, status, with_query, with_cursor)
+    column, descending, status = shape.column, shape.descending, shape.status.value
+    sql = list_statement(shape)
     args: list = [user, 100]
-    if with_query:
+    if shape.search:
         args.append("task")
-    if with_cursor:
+    if shape.after_cursor:
         middle = await populated.fetchrow(
             f"SELECT {column} AS key, id FROM tasks WHERE user_id = $1 ORDER BY {column}, id OFFSET $2 LIMIT 1",
             user,
@@ -247,11 +245,11 @@ async def test_list_statement_plan_has_no_sort(populated, column, descending, st
     )
     rows = {row["id"]: row for row in everything}
     expected = list(rows)  # in the statement's order
-    if with_cursor:
+    if shape.after_cursor:
         expected = expected[expected.index(middle["id"]) + 1 :]
     if status != "all":
         expected = [i for i in expected if rows[i]["completed"] == (status == "completed")]
-    if with_query:
+    if shape.search:
         expected = [
             i for i in expected if "task" in rows[i]["title"].lower() or "task" in rows[i]["description"].lower()
         ]

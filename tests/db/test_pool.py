@@ -7,12 +7,13 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from service.resources import app_resources
 from support.app import assert_problem, create
 
 
 async def test_pool_exhausted_gets_503_after_the_bounded_wait(start_app, alice):
     async with start_app(db_pool_min_size=1, db_pool_max_size=1, db_pool_acquire_timeout_seconds=0.2) as client:
-        pool = client.app.state.resources.pool
+        pool = app_resources(client.app).pool
         held = await pool.acquire()
         try:
             started = time.monotonic()
@@ -30,7 +31,7 @@ async def test_database_refusing_connections_gets_503_then_recovers(start_app, a
     admin = await asyncpg.connect(postgres_admin_dsn)
     async with start_app(db_pool_min_size=0) as client:
         task = await create(client, alice)
-        await client.app.state.resources.pool.expire_connections()
+        await app_resources(client.app).pool.expire_connections()
         try:
             await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
             await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)

@@ -205,6 +205,30 @@ async def test_list_pages_through_everything_once_with_link_next(client, make_us
     assert len(seen) == 7
 
 
+async def test_search_in_decomposed_form_finds_the_stored_text(client, make_user):
+    user = make_user()
+    cafe = await create(client, user, "caf\u00e9 au lait")  # stored in NFC whichever way it is sent
+    response = await client.get(user.url(), params={"q": "cafe\u0301"}, headers=user.headers)
+    assert response.status_code == 200 and [task["id"] for task in response.json()] == [cafe["id"]]
+
+
+async def test_link_next_repeats_an_awkward_search_text_exactly(client, make_user):
+    """The search text goes back into the Link encoded: "&", "=", "#", "+", "%" or non-Latin-1
+    letters neither end the parameter nor change it."""
+    user = make_user()
+    text = "a&b=c #1 %41+é🙂;,"
+    matching = [await create(client, user, f"{text} {i}") for i in range(3)]
+    await create(client, user, "a&b=c #1 %41 é🙂;,")  # "+" missing: a near miss
+    seen, url, params = [], user.url(), {"q": text, "limit": 1, "sort": "created_at"}
+    while url:
+        response = await client.get(url, params=params, headers=user.headers)
+        assert response.status_code == 200, response.text
+        seen += response.json()
+        link = response.headers.get("link")
+        url, params = (link.split(">;")[0].lstrip("<"), None) if link else (None, None)
+    assert seen == matching
+
+
 @pytest.mark.parametrize(
     "params",
     [
