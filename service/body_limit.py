@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from .errors import PayloadTooLarge, RenderError
 
 
 class BodyLimitMiddleware:
     """413 for a body over the limit: at once from Content-Length, or as soon as it streams past it."""
 
-    def __init__(self, app, max_body_bytes: int, render_error: RenderError) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, render_error: RenderError) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.render_error = render_error
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -24,7 +26,7 @@ class BodyLimitMiddleware:
                 return
         received = 0
 
-        async def limited_receive() -> dict:
+        async def limited_receive() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
