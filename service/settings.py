@@ -59,6 +59,11 @@ class Settings:
     port: int = 8000
     workers: int = 1
     max_body_bytes: int = 16 * 1024
+    # HTTP limits per connection (see service.server), and connections served at once per process.
+    max_header_bytes: int = 16 * 1024
+    header_timeout_seconds: float = 10.0
+    min_body_bytes_per_second: int = 1024
+    max_connections: int = 1000
     idempotency_key_ttl_hours: int = 24
     shutdown_timeout_seconds: float = 20.0
     cors_origins: tuple[str, ...] = ()
@@ -221,6 +226,10 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "PORT": ("port", _number(int, 0, 65535)),
     "WORKERS": ("workers", _number(int, 1, 256)),
     "MAX_BODY_BYTES": ("max_body_bytes", _number(int, 256, 10 * 1024 * 1024)),
+    "MAX_HEADER_BYTES": ("max_header_bytes", _number(int, 4096, 128 * 1024)),
+    "HEADER_TIMEOUT_SECONDS": ("header_timeout_seconds", _number(float, 0.1, 60)),
+    "MIN_BODY_BYTES_PER_SECOND": ("min_body_bytes_per_second", _number(int, 1, 10 * 1024 * 1024)),
+    "MAX_CONNECTIONS": ("max_connections", _number(int, 1, 100_000)),
     "IDEMPOTENCY_KEY_TTL_HOURS": ("idempotency_key_ttl_hours", _number(int, 1, 24 * 365)),
     "SHUTDOWN_TIMEOUT_SECONDS": ("shutdown_timeout_seconds", _number(float, 0, 600)),
     "CORS_ORIGINS": ("cors_origins", _origins),
@@ -254,4 +263,6 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None 
         raise SettingsError("DB_POOL_MIN_SIZE: must not exceed DB_POOL_MAX_SIZE")
     if settings.jwks_max_staleness_seconds < settings.jwks_refresh_interval_seconds:
         raise SettingsError("JWKS_MAX_STALENESS_SECONDS: must be at least JWKS_REFRESH_INTERVAL_SECONDS")
+    if settings.max_header_bytes < settings.max_token_bytes + 2048:  # the token and the other headers
+        raise SettingsError("MAX_HEADER_BYTES: must be at least MAX_TOKEN_BYTES + 2048")
     return settings
