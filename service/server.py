@@ -11,23 +11,20 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
-import http
 import logging
-import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, cast
 
-import orjson
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from .refusals import REQUEST_TIMEOUT, TOO_MANY_CONNECTIONS, Refusal, headers_too_large
 from .settings import Settings
 
 log = logging.getLogger("service.server")
 
 KEEP_ALIVE_TIMEOUT_SECONDS = 5  # idle time allowed between two requests on one connection
-OVERLOAD_RETRY_AFTER_SECONDS = 1
 # Bytes on the wire for one body (chunk framing and trailers included) past which the connection
 # is cut: by then the app has refused the body with a 413, and trailers cannot grow memory.
 BODY_WIRE_FACTOR = 2
@@ -43,64 +40,7 @@ class HttpLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HttpLimits:
-        return cls(
-            max_header_bytes=settings.max_header_bytes,
-            header_timeout_seconds=settings.header_timeout_seconds,
-            min_body_bytes_per_second=settings.min_body_bytes_per_second,
-            max_body_bytes=settings.max_body_bytes,
-            max_connections=settings.max_connections,
-        )
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A problem+json answer given by the server itself, before the app, on a closing connection."""
-
-    status: int
-    title: str
-    code: str
-    detail: str
-    retry_after_seconds: int | None = None
-
-    def headers(self, body: bytes) -> list[tuple[bytes, bytes]]:
-        headers = [
-            (b"content-type", b"application/problem+json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-            (b"x-request-id", uuid.uuid4().hex.encode()),
-        ]
-        if self.retry_after_seconds is not None:
-            headers.append((b"retry-after", str(self.retry_after_seconds).encode()))
-        return headers
-
-    def body(self) -> bytes:
-        fields = {"type": "about:blank", "title": self.title, "status": self.status, "detail": self.detail}
-        return orjson.dumps({**fields, "code": self.code})
-
-    def raw(self) -> bytes:
-        """The whole response, for when no request reached uvicorn's request cycle."""
-        body = self.body()
-        status_line = f"HTTP/1.1 {self.status} {http.HTTPStatus(self.status).phrase}\r\n".encode()
-        lines = b"".join(name + b": " + value + b"\r\n" for name, value in self.headers(body))
-        return status_line + lines + b"\r\n" + body
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        """The same answer as an ASGI app, for a request whose head uvicorn has parsed."""
-        body = self.body()
-        await send({"type": "http.response.start", "status": self.status, "headers": self.headers(body)})
-        await send({"type": "http.response.body", "body": body})
-
-
-TOO_MANY_CONNECTIONS = Refusal(
-    503, "Service Unavailable", "too_many_connections", "the server is at its connection limit; retry later",
-    retry_after_seconds=OVERLOAD_RETRY_AFTER_SECONDS,
-)  # fmt: skip
-REQUEST_TIMEOUT = Refusal(408, "Request Timeout", "request_timeout", "the request head took too long to arrive")
-
-
-def headers_too_large(limits: HttpLimits) -> Refusal:
-    detail = f"the request line and headers exceed {limits.max_header_bytes} bytes"
-    return Refusal(431, "Request Header Fields Too Large", "headers_too_large", detail)
+        return cls(**{field.name: getattr(settings, field.name) for field in fields(cls)})
 
 
 class Phase(enum.Enum):
@@ -129,9 +69,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.phase = Phase.AWAITING
         self.phase_started = 0.0
         self.phase_bytes = 0  # bytes received in this phase (by whole reads)
+        self.read_bytes = 0  # size of the read being parsed
+        self.carried_bytes = 0  # the read a keep-alive request began in: part of its head, maybe
         self.timer: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # Transport, as uvicorn's
         super().connection_made(transport)
         self.enter(Phase.AWAITING)
         self.arm()
@@ -144,28 +86,35 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         phase = self.phase
-        self.phase_bytes += len(data)
+        self.read_bytes = len(data)
+        self.phase_bytes += self.read_bytes
         super().data_received(data)
         if self.phase is not phase or self.transport.is_closing():
             return
         # Still in the phase this read began in, so all of it belongs to the phase.
         if phase is Phase.HEAD and self.phase_bytes > self.limits.max_header_bytes:
-            self.cut("request head too large", headers_too_large(self.limits) if self.idle_cycle() else None)
+            self.cut(
+                "request head too large", headers_too_large(self.limits.max_header_bytes) if self.idle_cycle() else None
+            )
         elif phase is Phase.BODY and self.phase_bytes > BODY_WIRE_FACTOR * self.limits.max_body_bytes:
             self.cut("request body too large", None)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self.phase is not Phase.AWAITING:  # a keep-alive request: its own head deadline
+        if self.phase is Phase.AWAITING:  # the first request: its head counts from the connection
+            self.phase = Phase.HEAD
+        else:  # a keep-alive request: its own head deadline
             self.enter(Phase.HEAD)
+            self.carried_bytes = self.read_bytes
             self.arm()
-        self.phase = Phase.HEAD
 
     def on_headers_complete(self) -> None:
+        # The head lies within the reads since it began: count it only if those are big.
+        may_be_too_large = self.phase_bytes + self.read_bytes + self.carried_bytes > self.limits.max_header_bytes
         self.enter(Phase.BODY)
-        head_bytes = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
-        if head_bytes > self.limits.max_header_bytes:
-            refusal: Refusal | None = headers_too_large(self.limits)
+        self.carried_bytes = 0
+        if may_be_too_large and self.head_bytes() > self.limits.max_header_bytes:
+            refusal: Refusal | None = headers_too_large(self.limits.max_header_bytes)
         elif len(self.connections) > self.limits.max_connections:
             refusal = TOO_MANY_CONNECTIONS
         else:
@@ -182,7 +131,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self.enter(Phase.IDLE)
+        self.phase = Phase.IDLE
+
+    def head_bytes(self) -> int:
+        """The request line and headers as sent, give or take the method and version."""
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def enter(self, phase: Phase) -> None:
         self.phase, self.phase_started, self.phase_bytes = phase, self.loop.time(), 0
