@@ -22,9 +22,10 @@ run: install  ## serve on HOST:PORT (embedded PostgreSQL unless DATABASE_URL is 
 migrate: install  ## apply database migrations and exit
 	$(PY) -m service migrate
 
-lint: install  ## ruff (lint and format) on service/ and tests/
+lint: install  ## ruff (lint and format) on service/ and tests/, mypy --strict on service/
 	$(VENV)/bin/ruff check service tests
 	$(VENV)/bin/ruff format --check service tests
+	$(VENV)/bin/mypy
 
 test: install lint  ## lint, then the whole suite against a real PostgreSQL
 	bash tests/support/system-packages.sh

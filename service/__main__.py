@@ -55,29 +55,21 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from .app import create_app
+    from .server import server_options
 
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it; answering that with a no-op
     # makes a requested stop exit 0, as process managers expect.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    common = dict(
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        log_config=None,  # ours (configure_logging), in JSON by default
-        access_log=False,  # one structured line per request comes from ObservabilityMiddleware
-        proxy_headers=False,  # client addresses from X-Forwarded-For only via TRUSTED_PROXIES
-        server_header=False,
-        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
-    )
+    options = server_options(settings)
     if settings.workers > 1:
         # Each worker process builds its own app (pool, key cache) from the same environment, and
         # writes its metrics where any worker can sum them for /metrics.
         from .metrics import shared_dir_for_workers
 
         with shared_dir_for_workers():
-            uvicorn.run("service.app:create_app_from_env", factory=True, workers=settings.workers, **common)
+            uvicorn.run("service.app:create_app_from_env", factory=True, workers=settings.workers, **options)
     else:
-        uvicorn.run(create_app(settings), **common)
+        uvicorn.run(create_app(settings), **options)
     return 0
 
 

@@ -183,6 +183,25 @@ class Settings(BaseSettings):
     max_body_bytes: Int = Field(
         16 * 1024, ge=256, le=10 * 1024 * 1024, description="Largest request body accepted, in bytes (413 beyond)."
     )
+    max_header_bytes: Int = Field(
+        16 * 1024,
+        ge=4096,
+        le=128 * 1024,
+        description="Largest request line and headers accepted, in bytes (431 beyond).",
+    )
+    header_timeout_seconds: Float = Field(
+        10.0,
+        ge=0.1,
+        le=60,
+        description="Time to send the request line and headers, in seconds (408 and closed beyond); also the"
+        " grace period before a body's upload rate is checked.",
+    )
+    min_body_bytes_per_second: Int = Field(
+        1024, ge=1, le=10 * 1024 * 1024, description="Slowest average body upload accepted, in bytes/s (cut below)."
+    )
+    max_connections: Int = Field(
+        1000, ge=1, le=100_000, description="Requests served at once per process (503 with Retry-After beyond)."
+    )
     idempotency_key_ttl_hours: Int = Field(
         24, ge=1, le=24 * 365, description="How long an Idempotency-Key is remembered, in hours."
     )
@@ -302,6 +321,8 @@ class Settings(BaseSettings):
             raise ValueError("DB_POOL_MIN_SIZE: must not exceed DB_POOL_MAX_SIZE")
         if self.jwks_max_staleness_seconds < self.jwks_refresh_interval_seconds:
             raise ValueError("JWKS_MAX_STALENESS_SECONDS: must be at least JWKS_REFRESH_INTERVAL_SECONDS")
+        if self.max_header_bytes < self.max_token_bytes + 2048:
+            raise ValueError("MAX_HEADER_BYTES: must be at least MAX_TOKEN_BYTES + 2048")
         return self
 
 

@@ -129,6 +129,11 @@ def test_empty_value_keeps_the_default(no_dotenv):
         pytest.param("JWT_ALGORITHMS", " , ,", id="alg-empty-list"),
         pytest.param("LOG_LEVEL", "verbose", id="log-level-unknown"),
         pytest.param("DB_POOL_MIN_SIZE", "11", id="pool-min-above-default-max"),
+        pytest.param("MAX_HEADER_BYTES", "2048", id="header-bytes-below-bound"),
+        pytest.param("MAX_HEADER_BYTES", "9000", id="header-bytes-no-room-for-the-token"),
+        pytest.param("HEADER_TIMEOUT_SECONDS", "0", id="header-timeout-zero"),
+        pytest.param("MIN_BODY_BYTES_PER_SECOND", "0", id="body-rate-zero"),
+        pytest.param("MAX_CONNECTIONS", "0", id="connections-zero"),
     ],
 )
 def test_invalid_value_raises_settings_error_naming_the_variable(no_dotenv, variable, value):
