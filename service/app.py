@@ -1,4 +1,4 @@
-"""The ASGI application: resources opened in the lifespan, one table from error to response."""
+"""The ASGI application: resources opened in the lifespan, routes, middlewares and error handlers."""
 
 from __future__ import annotations
 
@@ -7,109 +7,32 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httpx
-import orjson
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import APIRouter, FastAPI
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import ClientDisconnect
-from starlette.responses import Response
-from starlette.types import Message, Scope, Send
 
-from . import errors
 from .api_docs import document_bearer_auth
 from .auth.dependencies import PROTECTED_PREFIX, BearerAuthMiddleware
 from .auth.verifier import build_verifier
 from .body_limit import BodyLimitMiddleware
 from .db.embedded import DATABASE_NAME, EmbeddedPostgres, ensure_database, start_embedded_postgres
 from .db.migrate import apply_migrations
-from .db.pool import UNAVAILABLE_ERRORS, connect, create_pool
+from .db.pool import connect, create_pool
 from .head import HeadAsGetMiddleware
 from .health import ReadinessProbe
 from .health import router as health_router
 from .metrics import ServiceMetrics, read_stats
 from .observability import ObservabilityMiddleware, configure_logging, parse_networks
+from .problems import install_error_handlers
 from .resources import Resources, app_resources, install
 from .settings import Settings
 from .tasks.routes import router as tasks_router
 
 log = logging.getLogger("service")
 
-PROBLEM_MEDIA_TYPE = "application/problem+json"
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
-
-
-def problem_response(exc: errors.ServiceError) -> Response:
-    body: dict[str, Any] = {
-        "type": "about:blank",
-        "title": exc.title,
-        "status": exc.status,
-        "detail": exc.detail,
-        "code": exc.code,
-    }
-    if isinstance(exc, errors.InvalidRequest) and exc.errors:
-        body["errors"] = exc.errors
-    return Response(orjson.dumps(body), status_code=exc.status, media_type=PROBLEM_MEDIA_TYPE, headers=exc.headers)
-
-
-async def render_error(exc: errors.ServiceError, scope: Scope, send: Send) -> None:
-    """Answer from ASGI middleware, before routing."""
-
-    async def no_body() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    await problem_response(exc)(scope, no_body, send)
-
-
-def _validation_problem(exc: RequestValidationError) -> errors.InvalidRequest:
-    fields = []
-    for error in exc.errors():
-        location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path", "header")]
-        fields.append({"field": ".".join(location) or "request", "message": error.get("msg", "invalid")})
-    return errors.InvalidRequest("; ".join(f"{f['field']}: {f['message']}" for f in fields), fields)
-
-
-def _http_problem(exc: StarletteHTTPException) -> errors.ServiceError:
-    if exc.status_code == 404:
-        return errors.NotFound("no such route")
-    if exc.status_code == 405:
-        not_allowed = errors.MethodNotAllowed("method not allowed on this route")
-        not_allowed.headers = dict(exc.headers or {})
-        return not_allowed
-    problem = errors.ServiceError(str(exc.detail))
-    problem.status, problem.title, problem.code = exc.status_code, str(exc.detail), "http_error"
-    return problem
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    # Starlette types every handler as taking Exception; each is registered for one class below.
-    async def on_service_error(_: Request, exc: Exception) -> Response:
-        return problem_response(cast(errors.ServiceError, exc))
-
-    async def on_validation_error(_: Request, exc: Exception) -> Response:
-        return problem_response(_validation_problem(cast(RequestValidationError, exc)))
-
-    async def on_http_error(_: Request, exc: Exception) -> Response:
-        return problem_response(_http_problem(cast(StarletteHTTPException, exc)))
-
-    async def on_database_unavailable(_: Request, exc: Exception) -> Response:
-        log.warning("database unavailable: %s", type(exc).__name__)
-        return problem_response(errors.DatabaseUnavailable())
-
-    async def on_client_gone(_: Request, exc: Exception) -> Response:
-        log.info("client disconnected before its request body was read")
-        return Response(status_code=400)  # nobody is listening any more
-
-    app.add_exception_handler(errors.ServiceError, on_service_error)
-    app.add_exception_handler(RequestValidationError, on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(ClientDisconnect, on_client_gone)
-    for exc_type in UNAVAILABLE_ERRORS:
-        app.add_exception_handler(exc_type, on_database_unavailable)
 
 
 async def open_database(settings: Settings, stack: contextlib.AsyncExitStack) -> str:
@@ -177,8 +100,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app.state.readiness = ReadinessProbe()
     # Each add_middleware wraps the previous ones: the last added runs first. The Bearer check runs
     # before the size limit, so an anonymous caller gets 401 whatever it sends.
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes, render_error=render_error)
-    app.add_middleware(BearerAuthMiddleware, render_error=render_error)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(BearerAuthMiddleware)
     app.add_middleware(HeadAsGetMiddleware)  # around the answers the two above render too
     if settings.cors_origins:  # outside the Bearer check: preflights carry no token
         app.add_middleware(
@@ -192,7 +115,6 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app.add_middleware(
         ObservabilityMiddleware,
         metrics=app.state.metrics.requests,
-        render_error=render_error,  # a 500 for an unhandled error, with the request id
         access_log=settings.access_log,
         trusted_proxies=parse_networks(settings.trusted_proxies),
     )

@@ -1,16 +1,13 @@
 """The service's errors: a flat tree, each with an HTTP status and a snake_case `code`.
 
-They are rendered as RFC 9457 problem details by `service.app`; `detail` must never carry
+They are rendered as RFC 9457 problem details by `service.problems`; `detail` must never carry
 internals (no SQL, no stack, no token, no internal host or URL). An error is complete when built:
 nothing sets its fields afterwards.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from enum import StrEnum
-
-from starlette.types import Scope, Send
 
 _DESCRIPTION_CHARS = frozenset(chr(c) for c in range(0x20, 0x7F)) - {'"', "\\"}
 
@@ -161,5 +158,12 @@ class IdempotencyKeyReused(ServiceError):
     title = "Unprocessable Content"
 
 
-# How ASGI middleware answers with an error before routing: (error, scope, send).
-RenderError = Callable[[ServiceError, Scope, Send], Awaitable[None]]
+class HTTPError(ServiceError):
+    """Any other status the framework answers with (its own routing and parsing)."""
+
+    code = "http_error"
+
+    def __init__(self, status: int, detail: str) -> None:
+        self.status = status
+        self.title = detail
+        super().__init__(detail)

@@ -19,8 +19,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import RenderError, ServiceError
+from .errors import ServiceError
 from .metrics import RequestMetrics
+from .problems import render_error
 
 REQUEST_ID_HEADER = b"x-request-id"
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
@@ -108,13 +109,11 @@ class ObservabilityMiddleware:
         app: ASGIApp,
         metrics: RequestMetrics,
         *,
-        render_error: RenderError,
         access_log: bool,
         trusted_proxies: Sequence[Network] = (),
     ) -> None:
         self.app = app
         self.metrics = metrics
-        self.render_error = render_error
         self.access_log = access_log
         self.trusted_proxies = trusted_proxies
 
@@ -142,7 +141,7 @@ class ObservabilityMiddleware:
             log.exception("unhandled error", extra={"request_id": request_id.decode()})
             if answered or not isinstance(scope, dict):
                 raise  # the answer has begun (or cannot be written here): the server closes the connection
-            await self.render_error(ServiceError("an unexpected error occurred"), scope, send_with_id)
+            await render_error(ServiceError("an unexpected error occurred"), scope, send_with_id)
         finally:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or UNROUTED

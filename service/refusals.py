@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from .problems import PROBLEM_MEDIA_TYPE, problem_body
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class Refusal:
 
     def headers(self, body: bytes) -> list[tuple[bytes, bytes]]:
         headers = [
-            (b"content-type", b"application/problem+json"),
+            (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
             (b"x-request-id", uuid.uuid4().hex.encode()),
@@ -32,8 +32,7 @@ class Refusal:
         return headers
 
     def body(self) -> bytes:
-        fields = {"type": "about:blank", "title": self.title, "status": self.status, "detail": self.detail}
-        return orjson.dumps({**fields, "code": self.code})
+        return problem_body(self.status, self.title, self.detail, self.code)
 
     def raw(self) -> bytes:
         """The whole response, for when no request reached uvicorn's request cycle."""

@@ -12,7 +12,8 @@ import re
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import Forbidden, InvalidToken, MissingToken, RenderError, ServiceError, TokenRejection
+from ..errors import Forbidden, InvalidToken, MissingToken, ServiceError, TokenRejection
+from ..problems import render_error
 from .tokens import Principal, TokenVerifier
 
 PROTECTED_PREFIX = "/api/"
@@ -39,9 +40,8 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> str:
 class BearerAuthMiddleware:
     """Verifies the Bearer token of every `/api/` request and stores the Principal in the scope."""
 
-    def __init__(self, app: ASGIApp, render_error: RenderError) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.render_error = render_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(PROTECTED_PREFIX):
@@ -56,7 +56,7 @@ class BearerAuthMiddleware:
                 raise
             principal = await verifier.verify_token(token)
         except ServiceError as exc:
-            await self.render_error(exc, scope, send)
+            await render_error(exc, scope, send)
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
