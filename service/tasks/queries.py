@@ -57,10 +57,11 @@ async def task_exists(db: UserConnection, user_id: str, task_id: int) -> bool:
 def list_statement(shape: ListShape) -> str:
     """The list SQL for one shape of options (a finite set, so each is prepared once).
 
-    Parameters: $1 owner, $2 the page size, then the search text if any, then the cursor's
-    (key, id). One row comes back: `page`, the JSON array of up to $2 tasks; `more`, whether a
-    next page exists (the scan reads one row beyond the page to know); and `last_key`/`last_id`,
-    the sort key and id of the page's last task when the page is full, for the next cursor.
+    Parameters: $1 owner, $2 the page size, then the search pattern if any (see
+    `search_pattern`), then the cursor's (key, id). One row comes back: `page`, the JSON array of
+    up to $2 tasks; `more`, whether a next page exists (the scan reads one row beyond the page to
+    know); and `last_key`/`last_id`, the sort key and id of the page's last task when the page is
+    full, for the next cursor.
     """
     column, status = shape.column, shape.status
     if column not in SORT_COLUMNS or status not in STATUS_FILTERS:
@@ -69,21 +70,45 @@ def list_statement(shape: ListShape) -> str:
     direction = "DESC" if descending else "ASC"
     order = f"{column} {direction}, id {direction}"
     where = "user_id = $1" + STATUS_FILTERS[status]
-    next_param = 3
-    if shape.search:
-        where += f" AND (strpos(lower(title), lower(${next_param})) > 0 OR strpos(lower(description), lower(${next_param})) > 0)"
-        next_param += 1
+    cursor_param = 4 if shape.search else 3
     if shape.after_cursor:
         # Row comparison over (sort key, id): one index range scan, no OFFSET.
-        where += f" AND ({column}, id) {'<' if descending else '>'} (${next_param}, ${next_param + 1})"
+        where += f" AND ({column}, id) {'<' if descending else '>'} (${cursor_param}, ${cursor_param + 1})"
+    if shape.search:
+        page = f"SELECT {DOCUMENT_FIELDS} FROM tasks WHERE {{}} ORDER BY {order} LIMIT $2 + 1"
+        rows = f"SELECT *, row_number() OVER (ORDER BY {order}) AS n FROM ({search_rows(page, where)}) AS found"
+    else:
+        rows = (
+            f"SELECT {DOCUMENT_FIELDS}, row_number() OVER (ORDER BY {order}) AS n"
+            f" FROM tasks WHERE {where} ORDER BY {order} LIMIT $2 + 1"
+        )
     on_page = "FILTER (WHERE n <= $2)"
     last = "FILTER (WHERE n = $2)"
     return (
         f"SELECT coalesce(json_agg(ROW({DOCUMENT_FIELDS})::task_document ORDER BY {order}) {on_page}, '[]')::text AS page,"
         f" count(*) > $2 AS more, min({column}) {last} AS last_key, min(id) {last} AS last_id"
-        f" FROM (SELECT {DOCUMENT_FIELDS}, row_number() OVER (ORDER BY {order}) AS n"
-        f" FROM tasks WHERE {where} ORDER BY {order} LIMIT $2 + 1) AS rows"
+        f" FROM ({rows}) AS rows"
     )
+
+
+# A search asks the trigram index for at most this many of the owner's matching ids first.
+SEARCH_CANDIDATES_MAX = 1000
+
+
+def search_rows(page: str, where: str) -> str:
+    """The page's rows when searching for the pattern $3, by whichever of two plans fits the term.
+
+    Row-level security keeps ILIKE out of index conditions, so the trigram index is reached
+    through `matching_task_ids` (migration 0004), which returns at most SEARCH_CANDIDATES_MAX + 1
+    of the owner's matching ids. When the term is rare enough to fit, the page is read by those
+    ids and sorted (at most that many rows); when it is common, the sort-key index is walked and
+    filtered, and it fills the page after few rows. A one-time filter runs only one branch.
+    """
+    few = f"(SELECT cardinality(ids) <= {SEARCH_CANDIDATES_MAX} FROM hits)"
+    by_ids = page.format(f"{where} AND id = ANY((SELECT ids FROM hits)::bigint[]) AND {few}")
+    by_scan = page.format(f"{where} AND (title ILIKE $3 OR description ILIKE $3) AND NOT {few}")
+    candidates = f"SELECT matching_task_ids($3, {SEARCH_CANDIDATES_MAX + 1}) AS ids"
+    return f"WITH hits AS MATERIALIZED ({candidates}) ({by_ids}) UNION ALL ({by_scan})"
 
 
 async def list_tasks(

@@ -27,7 +27,7 @@ GRANT SELECT (user_id, id, title, description) ON tasks TO tasks_search;
 CREATE POLICY tasks_search_reads ON tasks FOR SELECT TO tasks_search USING (true);
 
 CREATE FUNCTION matching_task_ids(pattern text, max_ids integer) RETURNS bigint[]
-    LANGUAGE sql STABLE SET role = tasks_search
+    LANGUAGE sql STABLE SET role = tasks_search SET plan_cache_mode = force_custom_plan
 AS $$
     SELECT coalesce(array_agg(id), '{}') FROM (
         SELECT id FROM tasks
