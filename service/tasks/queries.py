@@ -14,12 +14,15 @@ a list request's database work. Timestamps are written in the transaction's Time
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
 import asyncpg
 
 from ..db.session import UserConnection
+from ..errors import TaskLimitReached
 from .options import ListOptions, ListShape
 from .schemas import Status
 
@@ -36,13 +39,29 @@ OWNED_TASK = "user_id = $1 AND id = $2"
 OWNED_TASK_AT_VERSION = f"{OWNED_TASK} AND ($3::int[] IS NULL OR version = ANY($3::int[]))"
 
 
+# Raised by the insert trigger of migration 0004 when the owner's task quota is full.
+TASK_LIMIT_SQLSTATE = "TQ001"
+
+
+@contextlib.contextmanager
+def task_quota() -> Iterator[None]:
+    """Translate the quota trigger's error into the 409 the caller can act on."""
+    try:
+        yield
+    except asyncpg.PostgresError as exc:
+        if exc.sqlstate != TASK_LIMIT_SQLSTATE:
+            raise
+        raise TaskLimitReached(f"{exc.args[0]}: delete tasks to create more") from None
+
+
 async def insert_task(db: UserConnection, user_id: str, title: str, description: str) -> asyncpg.Record:
-    return await db.fetchrow(
-        f"INSERT INTO tasks (user_id, title, description) VALUES ($1, $2, $3) RETURNING {TASK_COLUMNS}",
-        user_id,
-        title,
-        description,
-    )
+    with task_quota():
+        return await db.fetchrow(
+            f"INSERT INTO tasks (user_id, title, description) VALUES ($1, $2, $3) RETURNING {TASK_COLUMNS}",
+            user_id,
+            title,
+            description,
+        )
 
 
 async def get_task(db: UserConnection, user_id: str, task_id: int) -> asyncpg.Record | None:
@@ -188,9 +207,7 @@ async def claim_idempotency_key(db: UserConnection, user_id: str, key: str, fing
     expired key is taken over in the same statement.
     """
     claimed = await db.fetchval(
-        # Purging the caller's expired keys here bounds the table without a background job.
-        "WITH expired AS (DELETE FROM idempotency_keys WHERE user_id = $1 AND key <> $2"
-        " AND created_at < now() - make_interval(hours => $4)) "
+        # Expired keys of every user are swept in the background (service.db.maintenance).
         "INSERT INTO idempotency_keys (user_id, key, fingerprint) VALUES ($1, $2, $3) "
         "ON CONFLICT (user_id, key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, task_id = NULL, created_at = now() "
         "WHERE idempotency_keys.created_at < now() - make_interval(hours => $4) RETURNING true",
@@ -206,17 +223,18 @@ async def insert_task_for_key(
     db: UserConnection, user_id: str, key: str, title: str, description: str
 ) -> asyncpg.Record:
     """Create the task and record it against the idempotency key, in one statement."""
-    return await db.fetchrow(
-        "WITH created AS ("
-        f" INSERT INTO tasks (user_id, title, description) VALUES ($1, $3, $4) RETURNING {TASK_COLUMNS}"
-        "), recorded AS ("
-        " UPDATE idempotency_keys SET task_id = (SELECT id FROM created) WHERE user_id = $1 AND key = $2"
-        ") SELECT id, version, document FROM created",
-        user_id,
-        key,
-        title,
-        description,
-    )
+    with task_quota():
+        return await db.fetchrow(
+            "WITH created AS ("
+            f" INSERT INTO tasks (user_id, title, description) VALUES ($1, $3, $4) RETURNING {TASK_COLUMNS}"
+            "), recorded AS ("
+            " UPDATE idempotency_keys SET task_id = (SELECT id FROM created) WHERE user_id = $1 AND key = $2"
+            ") SELECT id, version, document FROM created",
+            user_id,
+            key,
+            title,
+            description,
+        )
 
 
 async def find_idempotent_result(db: UserConnection, user_id: str, key: str) -> asyncpg.Record | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -66,4 +67,15 @@ async def test_each_pass_deletes_at_most_its_batches(pool, make_user):
     assert await sweep_expired_idempotency_keys(pool, TTL_HOURS, batch_rows=2, max_batches=2) == 4
     assert len(await keys_of(pool, user)) == 3
     assert await sweep_expired_idempotency_keys(pool, TTL_HOURS, batch_rows=2, max_batches=10) == 3
+    assert await keys_of(pool, user) == set()
+
+
+async def test_the_running_app_sweeps_expired_keys_by_itself(start_app, pool, make_user):
+    user = make_user().id
+    await add_key(pool, user, "old", TTL_HOURS + 1)
+    async with start_app(idempotency_key_ttl_hours=TTL_HOURS, idempotency_sweep_interval_seconds=0.2):
+        for _ in range(100):  # bounded: 10 s at most
+            if not await keys_of(pool, user):
+                break
+            await asyncio.sleep(0.1)
     assert await keys_of(pool, user) == set()
