@@ -18,6 +18,7 @@ from .auth.dependencies import PROTECTED_PREFIX, BearerAuthMiddleware
 from .auth.verifier import build_verifier
 from .body_limit import BodyLimitMiddleware
 from .db.embedded import DATABASE_NAME, EmbeddedPostgres, ensure_database, start_embedded_postgres
+from .db.maintenance import run_idempotency_sweeper
 from .db.migrate import apply_migrations
 from .db.pool import connect, create_pool
 from .head import HeadAsGetMiddleware
@@ -75,6 +76,13 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             refresher = asyncio.create_task(jwks.run_refresher(), name="jwks-refresher")
             stack.push_async_callback(jwks.aclose)
             stack.push_async_callback(_cancel, refresher)
+            sweeper = asyncio.create_task(
+                run_idempotency_sweeper(
+                    pool, settings.idempotency_key_ttl_hours, settings.idempotency_sweep_interval_seconds
+                ),
+                name="idempotency-sweeper",
+            )
+            stack.push_async_callback(_cancel, sweeper)
             log.info("serving; keys from %s", settings.jwks_url)
             if urlsplit(settings.jwks_url).scheme == "http" and urlsplit(settings.jwks_url).hostname not in LOOPBACK:
                 log.warning(

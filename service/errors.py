@@ -152,6 +152,12 @@ class InvalidRequest(ServiceError):
         self.errors = errors or []
 
 
+class TaskLimitReached(ServiceError):
+    status = 409
+    code = "task_limit_reached"
+    title = "Conflict"
+
+
 class IdempotencyKeyReused(ServiceError):
     status = 422
     code = "idempotency_key_reused"

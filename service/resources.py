@@ -38,6 +38,7 @@ class Resources:
             user_id,
             acquire_timeout_seconds=self.settings.db_pool_acquire_timeout_seconds,
             statement_timeout_ms=self.settings.db_statement_timeout_ms,
+            max_tasks=self.settings.max_tasks_per_user,
             gate=self.pool_gate,
         )
 

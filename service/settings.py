@@ -205,6 +205,12 @@ class Settings(BaseSettings):
     idempotency_key_ttl_hours: Int = Field(
         24, ge=1, le=24 * 365, description="How long an Idempotency-Key is remembered, in hours."
     )
+    idempotency_sweep_interval_seconds: Float = Field(
+        300.0, ge=1, le=86400, description="How often expired Idempotency-Keys of every user are deleted, in seconds."
+    )
+    max_tasks_per_user: Int = Field(
+        10_000, ge=1, le=10_000_000, description="Most tasks one user may hold (409 task_limit_reached beyond)."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="DEBUG, INFO, WARNING or ERROR."
     )

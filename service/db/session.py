@@ -72,13 +72,15 @@ def sql_literal(value: str) -> str:
     return "E'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def begin_as(user_id: str, statement_timeout_ms: int) -> str:
-    """BEGIN, the role, the timeouts and the user, as one simple-query message: one round trip."""
+def begin_as(user_id: str, statement_timeout_ms: int, max_tasks: int | None = None) -> str:
+    """BEGIN, the role, the timeouts, the user and their task quota (`app.max_tasks`, which the
+    insert trigger of migration 0004 enforces), as one simple-query message: one round trip."""
     idle_ms = max(statement_timeout_ms * 2, 10_000)
+    quota = "" if max_tasks is None else f", set_config('app.max_tasks', '{int(max_tasks)}', true)"
     return (
         f"BEGIN; SET LOCAL ROLE {APP_ROLE}; SET LOCAL statement_timeout = {int(statement_timeout_ms)}; "
         f"SET LOCAL idle_in_transaction_session_timeout = {idle_ms}; SET LOCAL TimeZone = 'UTC'; "
-        f"SELECT set_config('app.user_id', {sql_literal(user_id)}, true)"
+        f"SELECT set_config('app.user_id', {sql_literal(user_id)}, true){quota}"
     )
 
 
@@ -118,13 +120,14 @@ async def user_transaction(
     *,
     acquire_timeout_seconds: float,
     statement_timeout_ms: int = 5000,
+    max_tasks: int | None = None,
     gate: asyncio.Semaphore | None = None,
 ) -> AsyncIterator[UserConnection]:
     """Run the body in a transaction as `user_id`; commit on success, roll back on any error."""
     conn = await acquire_connection(pool, acquire_timeout_seconds, gate)
     handle = UserConnection(conn, user_id)
     try:
-        await conn.execute(begin_as(user_id, statement_timeout_ms))
+        await conn.execute(begin_as(user_id, statement_timeout_ms, max_tasks))
         try:
             yield handle
         except BaseException:

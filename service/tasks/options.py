@@ -15,6 +15,7 @@ from enum import Enum
 from typing import Any
 
 from .schemas import Sort, Status
+from .search import search_pattern
 
 
 def sort_column(sort: Sort) -> str:
@@ -60,7 +61,7 @@ class ListOptions:
 
     def filter_arguments(self) -> tuple[Any, ...]:
         """The values of the filters the shape's SQL has parameters for, in their order."""
-        return () if self.q is None else (self.q,)
+        return () if self.q is None else (search_pattern(self.q),)
 
     def bound(self) -> dict[str, str | None]:
         """The options as query-parameter values (None: absent): what a cursor is bound to, and

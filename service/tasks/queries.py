@@ -14,12 +14,15 @@ a list request's database work. Timestamps are written in the transaction's Time
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
 import asyncpg
 
 from ..db.session import UserConnection
+from ..errors import TaskLimitReached
 from .options import ListOptions, ListShape
 from .schemas import Status
 
@@ -36,13 +39,29 @@ OWNED_TASK = "user_id = $1 AND id = $2"
 OWNED_TASK_AT_VERSION = f"{OWNED_TASK} AND ($3::int[] IS NULL OR version = ANY($3::int[]))"
 
 
+# Raised by the insert trigger of migration 0004 when the owner's task quota is full.
+TASK_LIMIT_SQLSTATE = "TQ001"
+
+
+@contextlib.contextmanager
+def task_quota() -> Iterator[None]:
+    """Translate the quota trigger's error into the 409 the caller can act on."""
+    try:
+        yield
+    except asyncpg.PostgresError as exc:
+        if exc.sqlstate != TASK_LIMIT_SQLSTATE:
+            raise
+        raise TaskLimitReached(f"{exc.args[0]}: delete tasks to create more") from None
+
+
 async def insert_task(db: UserConnection, user_id: str, title: str, description: str) -> asyncpg.Record:
-    return await db.fetchrow(
-        f"INSERT INTO tasks (user_id, title, description) VALUES ($1, $2, $3) RETURNING {TASK_COLUMNS}",
-        user_id,
-        title,
-        description,
-    )
+    with task_quota():
+        return await db.fetchrow(
+            f"INSERT INTO tasks (user_id, title, description) VALUES ($1, $2, $3) RETURNING {TASK_COLUMNS}",
+            user_id,
+            title,
+            description,
+        )
 
 
 async def get_task(db: UserConnection, user_id: str, task_id: int) -> asyncpg.Record | None:
@@ -57,10 +76,11 @@ async def task_exists(db: UserConnection, user_id: str, task_id: int) -> bool:
 def list_statement(shape: ListShape) -> str:
     """The list SQL for one shape of options (a finite set, so each is prepared once).
 
-    Parameters: $1 owner, $2 the page size, then the search text if any, then the cursor's
-    (key, id). One row comes back: `page`, the JSON array of up to $2 tasks; `more`, whether a
-    next page exists (the scan reads one row beyond the page to know); and `last_key`/`last_id`,
-    the sort key and id of the page's last task when the page is full, for the next cursor.
+    Parameters: $1 owner, $2 the page size, then the search pattern if any (see
+    `search_pattern`), then the cursor's (key, id). One row comes back: `page`, the JSON array of
+    up to $2 tasks; `more`, whether a next page exists (the scan reads one row beyond the page to
+    know); and `last_key`/`last_id`, the sort key and id of the page's last task when the page is
+    full, for the next cursor.
     """
     column, status = shape.column, shape.status
     if column not in SORT_COLUMNS or status not in STATUS_FILTERS:
@@ -69,21 +89,45 @@ def list_statement(shape: ListShape) -> str:
     direction = "DESC" if descending else "ASC"
     order = f"{column} {direction}, id {direction}"
     where = "user_id = $1" + STATUS_FILTERS[status]
-    next_param = 3
-    if shape.search:
-        where += f" AND (strpos(lower(title), lower(${next_param})) > 0 OR strpos(lower(description), lower(${next_param})) > 0)"
-        next_param += 1
+    cursor_param = 4 if shape.search else 3
     if shape.after_cursor:
         # Row comparison over (sort key, id): one index range scan, no OFFSET.
-        where += f" AND ({column}, id) {'<' if descending else '>'} (${next_param}, ${next_param + 1})"
+        where += f" AND ({column}, id) {'<' if descending else '>'} (${cursor_param}, ${cursor_param + 1})"
+    if shape.search:
+        page = f"SELECT {DOCUMENT_FIELDS} FROM tasks WHERE {{}} ORDER BY {order} LIMIT $2 + 1"
+        rows = f"SELECT *, row_number() OVER (ORDER BY {order}) AS n FROM ({search_rows(page, where)}) AS found"
+    else:
+        rows = (
+            f"SELECT {DOCUMENT_FIELDS}, row_number() OVER (ORDER BY {order}) AS n"
+            f" FROM tasks WHERE {where} ORDER BY {order} LIMIT $2 + 1"
+        )
     on_page = "FILTER (WHERE n <= $2)"
     last = "FILTER (WHERE n = $2)"
     return (
         f"SELECT coalesce(json_agg(ROW({DOCUMENT_FIELDS})::task_document ORDER BY {order}) {on_page}, '[]')::text AS page,"
         f" count(*) > $2 AS more, min({column}) {last} AS last_key, min(id) {last} AS last_id"
-        f" FROM (SELECT {DOCUMENT_FIELDS}, row_number() OVER (ORDER BY {order}) AS n"
-        f" FROM tasks WHERE {where} ORDER BY {order} LIMIT $2 + 1) AS rows"
+        f" FROM ({rows}) AS rows"
     )
+
+
+# A search asks the trigram index for at most this many of the owner's matching ids first.
+SEARCH_CANDIDATES_MAX = 1000
+
+
+def search_rows(page: str, where: str) -> str:
+    """The page's rows when searching for the pattern $3, by whichever of two plans fits the term.
+
+    Row-level security keeps ILIKE out of index conditions, so the trigram index is reached
+    through `matching_task_ids` (migration 0004), which returns at most SEARCH_CANDIDATES_MAX + 1
+    of the owner's matching ids. When the term is rare enough to fit, the page is read by those
+    ids and sorted (at most that many rows); when it is common, the sort-key index is walked and
+    filtered, and it fills the page after few rows. A one-time filter runs only one branch.
+    """
+    few = f"(SELECT cardinality(ids) <= {SEARCH_CANDIDATES_MAX} FROM hits)"
+    by_ids = page.format(f"{where} AND id = ANY((SELECT ids FROM hits)::bigint[]) AND {few}")
+    by_scan = page.format(f"{where} AND (title ILIKE $3 OR description ILIKE $3) AND NOT {few}")
+    candidates = f"SELECT matching_task_ids($3, {SEARCH_CANDIDATES_MAX + 1}) AS ids"
+    return f"WITH hits AS MATERIALIZED ({candidates}) ({by_ids}) UNION ALL ({by_scan})"
 
 
 async def list_tasks(
@@ -163,9 +207,7 @@ async def claim_idempotency_key(db: UserConnection, user_id: str, key: str, fing
     expired key is taken over in the same statement.
     """
     claimed = await db.fetchval(
-        # Purging the caller's expired keys here bounds the table without a background job.
-        "WITH expired AS (DELETE FROM idempotency_keys WHERE user_id = $1 AND key <> $2"
-        " AND created_at < now() - make_interval(hours => $4)) "
+        # Expired keys of every user are swept in the background (service.db.maintenance).
         "INSERT INTO idempotency_keys (user_id, key, fingerprint) VALUES ($1, $2, $3) "
         "ON CONFLICT (user_id, key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, task_id = NULL, created_at = now() "
         "WHERE idempotency_keys.created_at < now() - make_interval(hours => $4) RETURNING true",
@@ -181,17 +223,18 @@ async def insert_task_for_key(
     db: UserConnection, user_id: str, key: str, title: str, description: str
 ) -> asyncpg.Record:
     """Create the task and record it against the idempotency key, in one statement."""
-    return await db.fetchrow(
-        "WITH created AS ("
-        f" INSERT INTO tasks (user_id, title, description) VALUES ($1, $3, $4) RETURNING {TASK_COLUMNS}"
-        "), recorded AS ("
-        " UPDATE idempotency_keys SET task_id = (SELECT id FROM created) WHERE user_id = $1 AND key = $2"
-        ") SELECT id, version, document FROM created",
-        user_id,
-        key,
-        title,
-        description,
-    )
+    with task_quota():
+        return await db.fetchrow(
+            "WITH created AS ("
+            f" INSERT INTO tasks (user_id, title, description) VALUES ($1, $3, $4) RETURNING {TASK_COLUMNS}"
+            "), recorded AS ("
+            " UPDATE idempotency_keys SET task_id = (SELECT id FROM created) WHERE user_id = $1 AND key = $2"
+            ") SELECT id, version, document FROM created",
+            user_id,
+            key,
+            title,
+            description,
+        )
 
 
 async def find_idempotent_result(db: UserConnection, user_id: str, key: str) -> asyncpg.Record | None:

@@ -31,7 +31,7 @@ QUERIES = SERVICE / "tasks" / "queries.py"
 USER_TABLES = ("tasks", "idempotency_keys")
 EXECUTOR_METHODS = {"fetch", "fetchrow", "fetchval", "execute", "executemany"}
 # The only modules that may run SQL at all; of them, only queries.py may touch user tables.
-SQL_MODULES = {"tasks/queries.py", "db/migrate.py", "db/session.py", "db/embedded.py", "health.py"}
+SQL_MODULES = {"tasks/queries.py", "db/migrate.py", "db/session.py", "db/embedded.py", "db/maintenance.py", "health.py"}
 # SQL builders: every statement each can produce, from the executed module.
 BUILDERS: dict[str, Callable[[types.ModuleType], Iterable[tuple]]] = {
     "list_statement": lambda m: ((shape,) for shape in m.ListShape.every()),
