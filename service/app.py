@@ -34,6 +34,7 @@ from .db.pool import UNAVAILABLE_ERRORS, connect, create_pool
 from .health import ReadinessProbe
 from .health import router as health_router
 from .metrics import ServiceMetrics, read_stats
+from .oauth_metadata import router as oauth_metadata_router
 from .observability import ObservabilityMiddleware, configure_logging, parse_networks
 from .settings import Settings
 from .tasks.routes import router as tasks_router
@@ -180,7 +181,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
-    for router in (health_router, tasks_router):
+    for router in (health_router, tasks_router, oauth_metadata_router):
         add_routes(app, router)
     document_bearer_auth(app, PROTECTED_PREFIX)
     app.state.metrics = ServiceMetrics(lambda: read_stats(app.state.resources))
