@@ -25,6 +25,7 @@ from .head import HeadAsGetMiddleware
 from .health import ReadinessProbe
 from .health import router as health_router
 from .metrics import ServiceMetrics, read_stats
+from .oauth_metadata import router as oauth_metadata_router
 from .observability import ObservabilityMiddleware, configure_logging, parse_networks
 from .problems import install_error_handlers
 from .resources import Resources, app_resources, install
@@ -101,7 +102,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
-    for router in (health_router, tasks_router):
+    for router in (health_router, tasks_router, oauth_metadata_router):
         add_routes(app, router)
     document_bearer_auth(app, PROTECTED_PREFIX)
     app.state.metrics = ServiceMetrics(lambda: read_stats(app_resources(app)))

@@ -35,9 +35,15 @@ class TokenRejection(StrEnum):
     UNKNOWN_KID = "unknown_kid"  # the issuer does not publish the token's key
     KEY_MISMATCH = "key_mismatch"  # the published key cannot verify the token's alg
     BAD_SIGNATURE = "bad_signature"
+    TYPE_REFUSED = "type_refused"  # a `typ` we do not take as an API token (session cache, at+jwt when off)
     EXPIRED = "expired"
+    LIFETIME_TOO_LONG = "lifetime_too_long"  # exp - iat beyond the configured ceiling
     CLAIMS = "claims"  # a claim missing, of the wrong type or value, or not yet valid
+    USER_BANNED = "user_banned"  # the admin plugin's `banned`, and the ban has not expired
+    SESSION_ENDED = "session_ended"  # the session check says the token's `sid` is gone (signed out)
+    INSUFFICIENT_SCOPE = "insufficient_scope"  # an OAuth token without the route's scope
     KEYS_UNAVAILABLE = "keys_unavailable"  # not the token's fault: we cannot learn its key now
+    SESSION_CHECK_UNAVAILABLE = "session_check_unavailable"  # fail-closed session check could not be made
 
 
 class InvalidToken(ServiceError):
@@ -83,6 +89,50 @@ class KeysUnavailable(ServiceError):
     def __init__(self, retry_after_seconds: int = 5) -> None:
         super().__init__(
             "signing keys are temporarily unavailable, retry later",
+            headers={"Retry-After": str(max(1, retry_after_seconds))},
+        )
+
+
+class TokenRefused(ServiceError):
+    """A verified token that may not be used here: its user is banned, or it lacks the route's scope."""
+
+    status = 403
+    title = "Forbidden"
+
+    def __init__(self, reason: TokenRejection, detail: str, *, headers: dict[str, str] | None = None) -> None:
+        self.reason = reason
+        super().__init__(detail, headers=headers)
+
+
+class UserBanned(TokenRefused):
+    code = "user_banned"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(TokenRejection.USER_BANNED, detail)
+
+
+class InsufficientScope(TokenRefused):
+    """RFC 6750 §3.1: the token is good, but does not grant `scope`."""
+
+    code = "insufficient_scope"
+
+    def __init__(self, scope: str, challenge_extra: str = "") -> None:
+        detail = f"this request needs the {scope} scope"
+        challenge = f'Bearer error="insufficient_scope", scope="{scope}", error_description="{detail}"{challenge_extra}'
+        super().__init__(TokenRejection.INSUFFICIENT_SCOPE, detail, headers={"WWW-Authenticate": challenge})
+
+
+class SessionCheckUnavailable(ServiceError):
+    """The session check is required (fail closed) and cannot be made now."""
+
+    status = 503
+    code = "session_check_unavailable"
+    title = "Service Unavailable"
+    reason = TokenRejection.SESSION_CHECK_UNAVAILABLE
+
+    def __init__(self, retry_after_seconds: int = 2) -> None:
+        super().__init__(
+            "the session cannot be checked right now, retry later",
             headers={"Retry-After": str(max(1, retry_after_seconds))},
         )
 

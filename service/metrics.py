@@ -54,6 +54,7 @@ STATS = (
     Family("jwks_fetch_seconds", "summary", "Time spent fetching the JWKS."),
     Family("jwks_unknown_kid_refetches_total", "counter", "Fetches scheduled because a token named an unknown kid."),
     Family("jwks_cooldown_waits_total", "counter", "Requests that waited for the next allowed fetch."),
+    Family("jwks_rate_limited_total", "counter", "429/503 answers from the JWKS host, each honoured."),
     Family("jwks_keys", "gauge", "Usable keys held (with several workers: the fewest any holds).", mode="livemin"),
     Family(
         "jwks_stale_seconds", "gauge", "Age of the key set held, -1 for none (workers: the oldest).", mode="livemax"
@@ -62,6 +63,7 @@ STATS = (
     Family("token_cache_evictions_total", "counter", "Verified tokens dropped to make room."),
     Family("token_cache_entries", "gauge", "Verified tokens held."),
     Family("token_verifications_total", "counter", "Bearer verifications by outcome.", ("outcome",)),
+    Family("session_checks_total", "counter", "SESSION_CHECK=http lookups by result.", ("result",)),
     Family("db_pool_connections", "gauge", "Database connections by state.", ("state",)),
 )
 
@@ -101,6 +103,7 @@ def read_stats(resources: StatsSource) -> list[Reading]:
         Reading("jwks_fetch_seconds", (), stats.ok + stats.failed, stats.fetch_seconds_total),
         Reading("jwks_unknown_kid_refetches_total", (), stats.unknown_kid_refetches),
         Reading("jwks_cooldown_waits_total", (), stats.cooldown_waits),
+        Reading("jwks_rate_limited_total", (), stats.rate_limited),
         Reading("jwks_keys", (), len(held.keys) if held else 0),
         Reading("jwks_stale_seconds", (), -1.0 if stale is None else stale),
         Reading("token_cache_lookups_total", ("hit",), verifier.cache_hits),
@@ -108,6 +111,7 @@ def read_stats(resources: StatsSource) -> list[Reading]:
         Reading("token_cache_evictions_total", (), verifier.cache_evictions),
         Reading("token_cache_entries", (), verifier.cache_size),
         *(Reading("token_verifications_total", (str(o),), n) for o, n in sorted(verifier.outcomes.items())),
+        *(Reading("session_checks_total", (r,), n) for r, n in verifier.session_check_counts().items()),
         Reading("db_pool_connections", ("total",), resources.pool.get_size()),
         Reading("db_pool_connections", ("idle",), resources.pool.get_idle_size()),
     ]

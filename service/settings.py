@@ -88,13 +88,18 @@ class Settings(BaseSettings):
     )
     jwt_issuer: str = Field(
         "",
-        description="Expected `iss` claim.",
-        json_schema_extra=_documented("origin of `BETTER_AUTH_URL`", DEFAULT_BETTER_AUTH_URL),
+        description="Accepted `iss` values, comma-separated (e.g. a public and an internal URL).",
+        json_schema_extra=_documented(
+            "origin of `BETTER_AUTH_URL` (with OAUTH_ACCESS_TOKENS: also `OAUTH_AUTHORIZATION_SERVER`)",
+            f"{DEFAULT_BETTER_AUTH_URL},{DEFAULT_BETTER_AUTH_URL}/api/auth",
+        ),
     )
     jwt_audience: str = Field(
         "",
-        description="Expected `aud` claim.",
-        json_schema_extra=_documented("origin of `BETTER_AUTH_URL`", DEFAULT_BETTER_AUTH_URL),
+        description="Accepted `aud` values, comma-separated; a token must name at least one.",
+        json_schema_extra=_documented(
+            "origin of `BETTER_AUTH_URL` (with OAUTH_ACCESS_TOKENS: also `OAUTH_RESOURCE`)", DEFAULT_BETTER_AUTH_URL
+        ),
     )
     jwt_algorithms: CommaList = Field(
         DEFAULT_ALGORITHMS,
@@ -104,6 +109,67 @@ class Settings(BaseSettings):
         30, ge=0, le=300, description="Clock skew tolerated on exp, nbf and iat, in seconds."
     )
     max_token_bytes: Int = Field(8192, ge=512, le=65536, description="Longest Bearer token accepted, in bytes.")
+    jwt_max_lifetime_seconds: Int = Field(
+        86400,
+        ge=60,
+        le=366 * 86400,
+        description="Longest lifetime (`exp` - `iat`) a token may claim, in seconds; longer ones are refused.",
+    )
+
+    # -- OAuth access tokens --
+    oauth_access_tokens: bool = Field(
+        False,
+        description=(
+            "Also accept @better-auth/oauth-provider access tokens (typ at+jwt); they need scope"
+            " tasks:read (GET, HEAD) or tasks:write (the rest)."
+        ),
+        json_schema_extra=_section("OAuth access tokens (@better-auth/oauth-provider)"),
+    )
+    oauth_resource: str = Field(
+        "",
+        description=(
+            "This service's public URL: the `resource` clients request and the `aud` of their tokens;"
+            " required with OAUTH_ACCESS_TOKENS."
+        ),
+        json_schema_extra=_documented("unset", "https://tasks.example.com"),
+    )
+    oauth_authorization_server: str = Field(
+        "",
+        description="The issuer that grants tokens, in /.well-known/oauth-protected-resource.",
+        json_schema_extra=_documented("`{BETTER_AUTH_URL}/api/auth`", f"{DEFAULT_BETTER_AUTH_URL}/api/auth"),
+    )
+
+    # -- Sign-out --
+    session_check: Literal["off", "http"] = Field(
+        "off",
+        description=(
+            "off: tokens are trusted until exp; http: each token's `sid` is checked at SESSION_CHECK_URL"
+            " (cached SESSION_CHECK_CACHE_SECONDS)."
+        ),
+        json_schema_extra=_section("Sign-out (session check)"),
+    )
+    session_check_url: str = Field(
+        "",
+        description="The session-status endpoint (the sessionStatus plugin in the README).",
+        json_schema_extra=_documented(
+            "`{BETTER_AUTH_URL}/api/auth/session-status`", f"{DEFAULT_BETTER_AUTH_URL}/api/auth/session-status"
+        ),
+    )
+    session_check_secret: SecretStr | None = Field(
+        None,
+        description="Shared secret sent as a Bearer token to SESSION_CHECK_URL; required with SESSION_CHECK=http.",
+        json_schema_extra=_documented("unset", "a-long-random-string"),
+    )
+    session_check_cache_seconds: Float = Field(
+        5.0, ge=0, le=300, description="How long an answer about a session is reused, in seconds."
+    )
+    session_check_timeout_seconds: Float = Field(
+        2.0, ge=0.05, le=30, description="Deadline of one session check, in seconds."
+    )
+    session_check_on_error: Literal["closed", "open"] = Field(
+        "closed",
+        description="When the check cannot be made: closed refuses the request (503), open lets it through.",
+    )
 
     # -- Key cache --
     jwks_fetch_timeout_seconds: Float = Field(
@@ -125,6 +191,20 @@ class Settings(BaseSettings):
     )
     jwks_max_staleness_seconds: Float = Field(
         24 * 3600.0, ge=1, description="How long the last good keys serve while the JWKS host fails, in seconds."
+    )
+    jwks_max_retry_after_seconds: Float = Field(
+        300.0,
+        ge=1,
+        le=3600,
+        description="Longest X-Retry-After / Retry-After of a 429 or 503 from the JWKS host that is honoured, in seconds.",
+    )
+    jwks_file: Path | None = Field(
+        None,
+        description="Read the keys from this JWKS file instead of JWKS_URL; reloaded when it changes.",
+        json_schema_extra=_documented("unset (keys fetched from JWKS_URL)", "/etc/tasks/jwks.json"),
+    )
+    jwks_file_poll_seconds: Float = Field(
+        2.0, ge=0.1, le=3600, description="How often JWKS_FILE is checked for a change (mtime, size), in seconds."
     )
     token_cache_max_entries: Int = Field(
         10_000, ge=0, description="Verified tokens remembered until their exp (0: no cache)."
@@ -246,10 +326,47 @@ class Settings(BaseSettings):
     def _derive_from_better_auth_url(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        base = str(data.get("better_auth_url") or DEFAULT_BETTER_AUTH_URL).rstrip("/")
+        base = str(data.get("better_auth_url") or DEFAULT_BETTER_AUTH_URL).strip().rstrip("/")
         origin = origin_of(base)
-        derived = {"jwks_url": f"{base}/api/auth/jwks", "jwt_issuer": origin, "jwt_audience": origin}
+        authorization_server = str(data.get("oauth_authorization_server") or f"{base}/api/auth")
+        issuers, audiences = [origin], [origin]
+        if _truthy(data.get("oauth_access_tokens")):
+            # Better Auth's OAuth provider puts its baseURL (with the basePath) in `iss`, and the
+            # requested resource in `aud`.
+            issuers.append(authorization_server)
+            audiences.append(str(data.get("oauth_resource") or "").strip())
+        derived = {
+            "jwks_url": f"{base}/api/auth/jwks",
+            "jwt_issuer": ",".join(dict.fromkeys(filter(None, issuers))),
+            "jwt_audience": ",".join(dict.fromkeys(filter(None, audiences))),
+            "oauth_authorization_server": authorization_server,
+            "session_check_url": f"{base}/api/auth/session-status",
+        }
         return {**data, **{name: value for name, value in derived.items() if not data.get(name)}}
+
+    @property
+    def jwt_issuers(self) -> tuple[str, ...]:
+        return _split(self.jwt_issuer)
+
+    @property
+    def jwt_audiences(self) -> tuple[str, ...]:
+        return _split(self.jwt_audience)
+
+    @field_validator("jwt_issuer", "jwt_audience")
+    @classmethod
+    def _claim_values(cls, value: str) -> str:
+        values = _split(value)
+        if not values:
+            raise ValueError("at least one value is required")
+        return ",".join(values)
+
+    @field_validator("oauth_resource", "oauth_authorization_server")
+    @classmethod
+    def _optional_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if value and (parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment):
+            raise ValueError(f"expected an http(s) URL without fragment, got {value!r}")
+        return value
 
     @field_validator("better_auth_url")
     @classmethod
@@ -259,7 +376,7 @@ class Settings(BaseSettings):
             raise ValueError(f"expected an http(s) URL without query, got {value!r}")
         return value.rstrip("/")
 
-    @field_validator("jwks_url")
+    @field_validator("jwks_url", "session_check_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         parts = urlsplit(value)
@@ -329,7 +446,22 @@ class Settings(BaseSettings):
             raise ValueError("JWKS_MAX_STALENESS_SECONDS: must be at least JWKS_REFRESH_INTERVAL_SECONDS")
         if self.max_header_bytes < self.max_token_bytes + 2048:
             raise ValueError("MAX_HEADER_BYTES: must be at least MAX_TOKEN_BYTES + 2048")
+        if self.oauth_access_tokens and not self.oauth_resource:
+            raise ValueError("OAUTH_RESOURCE: required with OAUTH_ACCESS_TOKENS=true (this service's public URL)")
+        if self.session_check == "http" and self.session_check_secret is None:
+            raise ValueError("SESSION_CHECK_SECRET: required with SESSION_CHECK=http")
         return self
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+
+
+def _truthy(value: object) -> bool:
+    """A boolean as pydantic reads it, for deriving defaults before validation."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on", "t", "y")
+    return value is True
 
 
 def origin_of(url: str) -> str:
@@ -355,7 +487,7 @@ def _one_line(exc: ValidationError) -> str:
     if not error["loc"]:  # a rule across fields: its message names the variable
         return str(error.get("ctx", {}).get("error", error["msg"]))
     field = str(error["loc"][0])
-    shown = "" if field == "database_url" else f", got {error['input']!r}"
+    shown = "" if field in ("database_url", "session_check_secret") else f", got {error['input']!r}"
     kind = error["type"]
     if kind == "value_error":
         message = str(error.get("ctx", {}).get("error", error["msg"]))

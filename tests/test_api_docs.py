@@ -25,6 +25,7 @@ EXPECTED = {
     ("GET", "/healthz"): {200},
     ("GET", "/readyz"): {200, 503},
     ("GET", "/metrics"): {200},
+    ("GET", "/.well-known/oauth-protected-resource"): {200, 404},
 }
 HEADERS = {
     ("GET", "/api/{user_id}/tasks", "200"): {"Link", "X-Request-ID"},

@@ -39,7 +39,8 @@ async def test_every_get_route_answers_head_with_the_same_headers_and_no_body(cl
         got = await client.get(url, headers=alice.headers)
         head = await client.head(url, headers=alice.headers)
         assert (head.status_code, head.content) == (got.status_code, b""), path
-        assert got.status_code in (200, 503) and got.content, path  # 503: /readyz may be not ready
+        # 503: /readyz may be not ready; 404: the OAuth metadata while OAuth access tokens are off.
+        assert got.status_code in (200, 503, 404 if "oauth" in path else 200) and got.content, path
         assert comparable(head.headers, path) == comparable(got.headers, path), path
         assert head.headers["x-request-id"]
 

@@ -6,6 +6,7 @@ keeps the two in step: whatever the registry refuses, we refuse too.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
@@ -24,13 +25,18 @@ class Principal:
     kid: str
     expires_at: float
     claims: dict[str, Any]
+    # None: a Better Auth session JWT, which may do anything its user may. A set: an OAuth access
+    # token, limited to those scopes.
+    scopes: frozenset[str] | None = None
+    session_id: str | None = None  # the `sid` claim, when the token carries one
 
 
 @dataclass(frozen=True)
 class ClaimsPolicy:
-    issuer: str
-    audience: str
+    issuers: frozenset[str]
+    audiences: frozenset[str]
     leeway_seconds: int
+    max_lifetime_seconds: float = math.inf
 
     def check(self, claims: dict[str, Any], now: float) -> None:
         """Every claim Better Auth sets is required, times are finite numbers in range, then
@@ -47,12 +53,19 @@ class ClaimsPolicy:
             raise InvalidToken(TokenRejection.CLAIMS, "invalid 'iat' claim: the token was issued in the future")
         if "nbf" in times and times["nbf"] > whole_now + leeway:
             raise InvalidToken(TokenRejection.CLAIMS, "invalid 'nbf' claim: the token is not yet valid")
-        if claims["iss"] != self.issuer:
+        if times["exp"] - times["iat"] > self.max_lifetime_seconds:
+            # A leaked or misissued long-lived token must not be honoured for days.
+            raise InvalidToken(
+                TokenRejection.LIFETIME_TOO_LONG,
+                f"token lifetime (exp - iat) exceeds {self.max_lifetime_seconds:g} seconds",
+            )
+        iss = claims["iss"]
+        if not isinstance(iss, str) or iss not in self.issuers:
             raise InvalidToken(TokenRejection.CLAIMS, "invalid 'iss' claim: wrong value or type")
         aud = claims["aud"]
         if not (
-            aud == self.audience
-            or (isinstance(aud, list) and self.audience in aud and all(isinstance(a, str) for a in aud))
+            (isinstance(aud, str) and aud in self.audiences)
+            or (isinstance(aud, list) and all(isinstance(a, str) for a in aud) and not self.audiences.isdisjoint(aud))
         ):
             raise InvalidToken(TokenRejection.CLAIMS, "invalid 'aud' claim: wrong value or type")
         if "jti" in claims and not isinstance(claims["jti"], str):

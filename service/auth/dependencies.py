@@ -2,7 +2,8 @@
 
 Authentication is an ASGI middleware rather than a route dependency so that (a) no route under
 `/api/` can be added without it and (b) an anonymous caller learns nothing from body or query
-validation: 401 comes before 422.
+validation: 401 comes before 422. The scope an OAuth access token needs is decided here too, by
+method (tasks:read for GET and HEAD, tasks:write for the rest), so no route can forget it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import re
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import Forbidden, InvalidToken, MissingToken, ServiceError, TokenRejection
+from ..errors import Forbidden, InsufficientScope, InvalidToken, MissingToken, ServiceError, TokenRejection
 from ..problems import render_error
+from .token_types import required_scope
 from .tokens import Principal, TokenVerifier
 
 PROTECTED_PREFIX = "/api/"
@@ -55,6 +57,12 @@ class BearerAuthMiddleware:
                 verifier.count_rejection(exc.reason, exc.detail)  # verify_token counts the rest
                 raise
             principal = await verifier.verify_token(token)
+            if principal.scopes is not None:
+                scope_needed = required_scope(scope["method"])
+                if scope_needed not in principal.scopes:
+                    refusal = InsufficientScope(scope_needed)
+                    verifier.count_rejection(refusal.reason, refusal.detail)
+                    raise refusal
         except ServiceError as exc:
             await render_error(exc, scope, send)
             return

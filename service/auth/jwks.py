@@ -4,7 +4,8 @@ with an unknown `kid` in kid_decision.py).
 Rules: one fetch at a time; a routine refresh runs in the background so no request waits for it;
 an unknown `kid` triggers at most one refetch per `min_refetch_interval`, counted from the last
 attempt, and the request waits (bounded) for it unless the decision says otherwise; on failure
-the last good keys are kept up to `max_staleness`.
+the last good keys are kept up to `max_staleness`. When the host answers 429 (or 503) with a retry
+time, nothing is fetched before that time, by the refresher or for unknown kids.
 
 Nothing here knows who reads the keys: readers that keep results derived from a key (the token
 cache) watch `generation`, which moves on whenever a key is withdrawn or replaced.
@@ -38,6 +39,7 @@ class FetchStats:
     fetch_seconds_total: float = 0.0  # with ok + failed: the mean fetch latency
     unknown_kid_refetches: int = 0  # fetches scheduled because of an unknown kid
     cooldown_waits: int = 0  # requests that waited for the next allowed fetch
+    rate_limited: int = 0  # 429 (or 503 with a retry time) answers, each honoured
     last_error: str | None = None  # why the last fetch failed; never a URL (it reaches /readyz)
 
 
@@ -68,6 +70,7 @@ class JWKSCache:
         self._scheduled: asyncio.Task[KeySet | None] | None = None
         self._last_attempt = -math.inf
         self._next_retry_at = -math.inf  # when the refresher tries again after a failure
+        self._held_off_until = -math.inf  # no fetch before this: the host's 429/503 retry time
         self._failing = False
         self.stats = FetchStats()
 
@@ -91,7 +94,7 @@ class JWKSCache:
 
     def retry_after_seconds(self) -> int:
         """When a client may usefully retry after a 503: the refresher's next attempt."""
-        next_try = max(self._next_retry_at, self._last_attempt + self.min_refetch_interval)
+        next_try = max(self._next_retry_at, self._last_attempt + self.min_refetch_interval, self._held_off_until)
         return max(1, math.ceil(next_try - self._clock()))
 
     async def get_key(self, kid: str, issued_at: float) -> PublicKey:
@@ -121,6 +124,7 @@ class JWKSCache:
             failing=self._failing,
             last_attempt=self._last_attempt,
             fetch_pending=self._flight is not None or self._scheduled is not None,
+            held_off_until=self._held_off_until,
         )
         decision = decide_kid(
             state,
@@ -136,7 +140,10 @@ class JWKSCache:
     # -- fetching --------------------------------------------------------------------------
 
     async def refresh(self) -> KeySet | None:
-        """Fetch now (joining a fetch already in flight). Returns the new set, or None on failure."""
+        """Fetch now (joining a fetch already in flight). Returns the new set, or None on failure
+        or while the host has asked us to hold off."""
+        if self._flight is None and self._clock() < self._held_off_until:
+            return None
         if self._flight is None:
             self._flight = asyncio.create_task(self._fetch_once(self._clock()))
         return await asyncio.shield(self._flight)
@@ -145,8 +152,10 @@ class JWKSCache:
         """Wait for the next allowed fetch, shared by every request that needs it."""
         if self._scheduled is None:
             # Clamped: a wall clock stepped back must not turn the cooldown into an hour.
+            now = self._clock()
             delay = min(
-                max(0.0, self._last_attempt + self.min_refetch_interval - self._clock()), self.min_refetch_interval
+                max(0.0, self._last_attempt + self.min_refetch_interval - now, self._held_off_until - now),
+                self.min_refetch_interval,  # _decide refuses waits beyond it
             )
             self.stats.unknown_kid_refetches += 1
             self._scheduled = asyncio.create_task(self._refetch_after(delay))
@@ -198,6 +207,9 @@ class JWKSCache:
         reason = str(exc) if isinstance(exc, JWKSError) else type(exc).__name__
         self.stats.failed += 1
         self.stats.last_error = reason
+        if isinstance(exc, JWKSError) and exc.retry_after_seconds is not None:
+            self.stats.rate_limited += 1
+            self._held_off_until = self._clock() + exc.retry_after_seconds
         if not self._failing:  # log once per state change, not once per attempt
             log.warning(
                 "jwks fetch from %s failing (%s); %s",
@@ -230,8 +242,9 @@ class JWKSCache:
                 backoff = BACKOFF_INITIAL_SECONDS
                 await self._sleep(self.refresh_interval)
             else:
-                self._next_retry_at = self._clock() + backoff
-                await self._sleep(backoff)
+                wait = max(backoff, self._held_off_until - self._clock())
+                self._next_retry_at = self._clock() + wait
+                await self._sleep(wait)
                 backoff = min(backoff * 2, self.refresh_interval)
 
 

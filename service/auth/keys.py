@@ -41,6 +41,7 @@ class JWKSProblem(StrEnum):
     """Why a fetch gave no usable key set: the closed set behind `JWKSError`."""
 
     HTTP_STATUS = "http_status"  # anything but 200, redirects included
+    RATE_LIMITED = "rate_limited"  # 429, or 503 naming a retry time: no fetch before it
     TOO_LARGE = "too_large"
     TIMEOUT = "timeout"
     UNREACHABLE = "unreachable"  # connection refused, DNS, TLS, reset ...
@@ -53,8 +54,9 @@ class JWKSError(Exception):
     """The JWKS host did not give us a usable key set. The message says why in words safe for
     logs and /readyz: it never holds the URL (whoever knows the URL logs it)."""
 
-    def __init__(self, problem: JWKSProblem, message: str) -> None:
+    def __init__(self, problem: JWKSProblem, message: str, *, retry_after_seconds: float | None = None) -> None:
         self.problem = problem
+        self.retry_after_seconds = retry_after_seconds  # the host asked for no fetch before then
         super().__init__(message)
 
 

@@ -7,6 +7,7 @@ token is accepted: only a published key and a good signature do that.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 
@@ -28,6 +29,7 @@ class FetchState:
     failing: bool  # the last fetch failed
     last_attempt: float  # wall clock when the last fetch (good or failed) started
     fetch_pending: bool  # a fetch is under way or scheduled: waiting costs no extra fetch
+    held_off_until: float = -math.inf  # the JWKS host (429/503) asked for no fetch before then
 
 
 def decide_kid(
@@ -49,6 +51,9 @@ def decide_kid(
     # seems fetched in the future proves nothing: the wall clock was stepped back since.
     if held is not None and issued_at + skew <= held.fetch_started_at <= now:
         return KidDecision.REFUSE_UNKNOWN
+    if not fetched_since_asked and state.held_off_until - now > cooldown:
+        # The host asked us to wait longer than a request may: answer now, as during an outage.
+        return KidDecision.REFUSE_UNAVAILABLE
     if fetched_since_asked:
         if held is None or state.failing:
             return KidDecision.REFUSE_UNAVAILABLE  # not the token's fault

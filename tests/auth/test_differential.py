@@ -55,7 +55,7 @@ DROP = object()  # a member to leave out
 STRICTER_BY_DESIGN = {
     (TokenRejection.MALFORMED, "duplicate JSON member"),  # RFC 7515 §5.2: refuse, not last-wins
     (TokenRejection.MALFORMED, "is not UTF-8"),  # RFC 8259 §8.1: no UTF-16, no byte order mark
-    (TokenRejection.MALFORMED, "typ must be JWT"),  # other typs are other token kinds (at+jwt, session cache)
+    (TokenRejection.TYPE_REFUSED, ""),  # other typs are other token kinds (at+jwt, session cache)
     (TokenRejection.HEADER_REFUSED, ""),  # jwk, jku, x5u, x5c, crit, b64: a token never picks its key
     (TokenRejection.CLAIMS, "sub must be a non-empty printable string"),  # sub becomes a path segment
     (TokenRejection.CLAIMS, "wrong value or type"),  # NumericDates past year 5138
@@ -274,8 +274,8 @@ def make_verifier() -> TokenVerifier:
     return TokenVerifier(
         keys,
         algorithms=ALGORITHMS,
-        issuer=ISSUER,
-        audience=ISSUER,
+        issuers=(ISSUER,),
+        audiences=(ISSUER,),
         leeway_seconds=LEEWAY,
         max_token_bytes=8192,
         token_cache_max_entries=0,  # every case is verified in full

@@ -14,8 +14,8 @@ def make_verifier(cache, clock, timed_issuer, entries: int = 100) -> TokenVerifi
     return TokenVerifier(
         cache,
         algorithms=("EdDSA",),
-        issuer=timed_issuer.issuer,
-        audience=timed_issuer.audience,
+        issuers=(timed_issuer.issuer,),
+        audiences=(timed_issuer.audience,),
         leeway_seconds=30,
         max_token_bytes=8192,
         token_cache_max_entries=entries,

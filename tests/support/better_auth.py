@@ -49,6 +49,11 @@ class IssuerConfig:
     expiration_time: str | None = None  # jwt.expirationTime, e.g. "2s"
     issuer: str | None = None  # jwt.issuer
     audience: str | None = None  # jwt.audience
+    rate_limit: bool = False  # Better Auth's rate limiter, as in production
+    rate_limit_jwks: str | None = None  # "WINDOW,MAX" or "off": a customRules entry for /jwks
+    oauth_resource: str | None = None  # @better-auth/oauth-provider on, for this resource
+    session_status_secret: str | None = None  # the sessionStatus plugin on, and `sid` in the JWT
+    admin: bool = False  # the admin plugin; emails starting with "admin-" are admins
 
     def env(self) -> dict[str, str]:
         values = {
@@ -58,6 +63,11 @@ class IssuerConfig:
             "ISSUER_JWT_EXPIRATION": self.expiration_time,
             "ISSUER_JWT_ISSUER": self.issuer,
             "ISSUER_JWT_AUDIENCE": self.audience,
+            "ISSUER_RATE_LIMIT": "on" if self.rate_limit else None,
+            "ISSUER_RATE_LIMIT_JWKS": self.rate_limit_jwks,
+            "ISSUER_OAUTH_RESOURCE": self.oauth_resource,
+            "ISSUER_SESSION_STATUS_SECRET": self.session_status_secret,
+            "ISSUER_ADMIN": "on" if self.admin else None,
         }
         return {name: str(value) for name, value in values.items() if value is not None}
 
@@ -212,9 +222,9 @@ class BetterAuthUser:
         return response.headers["set-auth-jwt"]
 
 
-async def sign_up(http: httpx.AsyncClient, name: str) -> BetterAuthUser:
+async def sign_up(http: httpx.AsyncClient, name: str, *, email_prefix: str = "") -> BetterAuthUser:
     """POST /api/auth/sign-up/email, as the Better Auth client does; signed in at once."""
-    email = f"{name.lower()}-{secrets.token_hex(6)}@example.com"
+    email = f"{email_prefix}{name.lower()}-{secrets.token_hex(6)}@example.com"
     # A browser sends Origin on a POST; Better Auth refuses a cookie-carrying POST without one.
     headers = {"Origin": str(http.base_url).rstrip("/")}
     body = {"email": email, "password": PASSWORD, "name": name}
