@@ -1,4 +1,4 @@
-"""Command line: `python -m service [run | migrate | jwks [TOKEN]]`."""
+"""Command line: `python -m service [run | migrate | doctor [TOKEN | --cookie COOKIE]]`."""
 
 from __future__ import annotations
 
@@ -31,8 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("run", help="serve the API (the default)")
     commands.add_parser("migrate", help="apply database migrations and exit")
-    jwks = commands.add_parser("jwks", help="list the configured JWKS's keys and verdicts; check a token")
-    jwks.add_argument("token", nargs="?", help="a JWT to verify (or - to read it from standard input)")
+    doctor = commands.add_parser(
+        "doctor", aliases=["jwks"], help="check this deployment against its Better Auth, and a token; say what to fix"
+    )
+    doctor.add_argument("token", nargs="?", help="a JWT to check (or - to read it from standard input)")
+    doctor.add_argument("--cookie", help="a Better Auth session cookie (name=value): check a token fetched with it")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -41,11 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
 
-    if args.command == "jwks":
-        from .auth.inspect import inspect_jwks
+    if args.command in ("doctor", "jwks"):
+        from .auth.doctor import run_doctor
 
         token = sys.stdin.read() if args.token == "-" else args.token
-        return asyncio.run(inspect_jwks(settings, token, sys.stdout))
+        return asyncio.run(run_doctor(settings, sys.stdout, token=token, cookie=args.cookie))
 
     if args.command == "migrate":
         applied = asyncio.run(migrate(settings))

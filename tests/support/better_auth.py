@@ -24,7 +24,8 @@ import pytest
 
 from service.settings import Settings, load_settings
 
-ISSUER_DIR = Path(__file__).resolve().parents[1] / "interop" / "issuer"
+# INTEROP_ISSUER_DIR: a copy with other package versions (`make interop-latest`); default the pinned one.
+ISSUER_DIR = Path(os.environ.get("INTEROP_ISSUER_DIR") or Path(__file__).resolve().parents[1] / "interop" / "issuer")
 INSTALL_STAMP = ISSUER_DIR / "node_modules" / ".interop-install-stamp"  # `npm ci` wipes it with the rest
 ALGORITHMS = ("EdDSA", "ES256", "ES512", "RS256", "PS256")
 
