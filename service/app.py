@@ -84,8 +84,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                 name="idempotency-sweeper",
             )
             stack.push_async_callback(_cancel, sweeper)
-            log.info("serving; keys from %s", settings.jwks_url)
-            if urlsplit(settings.jwks_url).scheme == "http" and urlsplit(settings.jwks_url).hostname not in LOOPBACK:
+            log.info("serving; keys from %s", settings.jwks_file or settings.jwks_url)
+            jwks_url = urlsplit(settings.jwks_url)
+            if settings.jwks_file is None and jwks_url.scheme == "http" and jwks_url.hostname not in LOOPBACK:
                 log.warning(
                     "JWKS_URL is plain http: whoever can answer it can mint tokens; use https or a private network"
                 )

@@ -28,6 +28,9 @@ from .kid_decision import FetchState, KidDecision, decide_kid
 log = logging.getLogger("service.auth.jwks")
 
 BACKOFF_INITIAL_SECONDS = 1.0
+# With no usable key the service is not ready: it retries at least this often, so it becomes
+# ready within seconds of the issuer appearing, whichever of the two started first.
+BACKOFF_MAX_WITHOUT_KEYS_SECONDS = 5.0
 
 
 @dataclass
@@ -242,7 +245,8 @@ class JWKSCache:
                 backoff = BACKOFF_INITIAL_SECONDS
                 await self._sleep(self.refresh_interval)
             else:
-                wait = max(backoff, self._held_off_until - self._clock())
+                ceiling = self.refresh_interval if self.usable_set() else BACKOFF_MAX_WITHOUT_KEYS_SECONDS
+                wait = max(min(backoff, ceiling), self._held_off_until - self._clock())
                 self._next_retry_at = self._clock() + wait
                 await self._sleep(wait)
                 backoff = min(backoff * 2, self.refresh_interval)

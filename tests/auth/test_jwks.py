@@ -14,6 +14,7 @@ import httpx
 import pytest
 from joserfc.jwk import OKPKey
 
+from service.auth.jwks import BACKOFF_MAX_WITHOUT_KEYS_SECONDS
 from service.errors import InvalidToken, KeysUnavailable, TokenRejection
 from support.clock import settle
 from support.key_cache import INTERVAL, REFRESH, SKEW, STALENESS
@@ -225,6 +226,20 @@ async def test_refresher_backs_off_after_failures(make_cache, host, clock):
         attempts.append(calls(host))
     # 1 at start, then retries after 1 s, 2 s, 4 s ... : at t=1, t=3 (and t=7 beyond this window)
     assert attempts == [1, 2, 2, 3, 3, 3]
+    refresher.cancel()
+
+
+async def test_with_no_keys_held_the_refresher_retries_every_few_seconds_so_start_order_does_not_matter(
+    make_cache, host, timed_issuer, clock
+):
+    host.route.mock(return_value=httpx.Response(500))  # the service started before Better Auth
+    cache = make_cache()
+    refresher = asyncio.create_task(cache.run_refresher())
+    await clock.advance(600)
+    assert cache.usable_set() is None
+    host.route.mock(side_effect=timed_issuer.jwks_response)  # Better Auth comes up
+    await clock.advance(BACKOFF_MAX_WITHOUT_KEYS_SECONDS)
+    assert cache.usable_set() is not None
     refresher.cancel()
 
 
