@@ -1,7 +1,7 @@
 """Path, query and header parameters of the tasks routes: each declared once, parsed by hand.
 
 FastAPI's own parameter solving (a pydantic validation per parameter, through its dependency
-graph) took ~200 µs of a ~1,000 µs list request under load (py-spy, `make bench --profile`).
+graph) was a fifth of a list request's CPU under load (see tests/bench/README.md).
 Here a parameter is a name, where it comes from, its OpenAPI schema and a converter made from
 that same schema, so what OpenAPI promises and what is enforced cannot drift apart. A route
 lists its parameters (and body model) once, in `Inputs`: the same value parses each request
