@@ -45,9 +45,10 @@ class Due:
         return f"{self.local.isoformat()}{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-def due_arguments(due: Due | None) -> tuple[datetime | None, timedelta, bool]:
-    """The statement parameters of a due date (see queries.DUE_KEY): local time, offset, all-day."""
-    return (None, timedelta(0), False) if due is None else (due.local, due.offset, due.all_day)
+def due_arguments(due: Due | None) -> tuple[str | None, timedelta, bool]:
+    """The statement parameters of a due date (see queries.DUE_KEY): local time, offset, all-day.
+    The local time goes as text: asyncpg sends datetime.min and .max as -infinity and infinity."""
+    return (None, timedelta(0), False) if due is None else (due.local.isoformat(), due.offset, due.all_day)
 
 
 def parse_due(value: str) -> Due:

@@ -40,7 +40,7 @@ OWNED_TASK_AT_VERSION = f"{OWNED_TASK} AND ($3::int[] IS NULL OR version = ANY($
 
 # A due date's key from its parameters (due.due_arguments): local time minus offset, as UTC;
 # NULL (no due date) is 'infinity', which sorts last.
-DUE_KEY = "coalesce((${local}::timestamp - ${offset}::interval) AT TIME ZONE 'UTC', 'infinity')"
+DUE_KEY = "coalesce((${local}::text::timestamp - ${offset}::interval) AT TIME ZONE 'UTC', 'infinity')"
 # The top of the owner's manual order, for a new task: one gap above the first key.
 TOP_POSITION = (
     f"(SELECT greatest(coalesce(min(position), 0) - {POSITION_GAP}, -{POSITION_MAX}) FROM tasks WHERE user_id = $1)"
@@ -55,8 +55,8 @@ KEY_AS_TEXT = {"due_at": "timestamptz", "priority": "task_priority"}
 SEARCH = "(strpos(lower(title), lower({q})) > 0 OR strpos(lower(description), lower({q})) > 0)"
 # The task-model filters, in parameter order; each is a no-op when its (first) parameter is NULL.
 MODEL_FILTERS = (
-    "(${0}::timestamp IS NULL OR (isfinite(due_at) AND due_at >= (${0}::timestamp - ${1}::interval) AT TIME ZONE 'UTC'))",
-    "(${0}::timestamp IS NULL OR due_at < (${0}::timestamp - ${1}::interval) AT TIME ZONE 'UTC')",
+    "(${0}::text::timestamp IS NULL OR (isfinite(due_at) AND due_at >= (${0}::text::timestamp - ${1}::interval) AT TIME ZONE 'UTC'))",
+    "(${0}::text::timestamp IS NULL OR due_at < (${0}::text::timestamp - ${1}::interval) AT TIME ZONE 'UTC')",
     "(${0}::boolean IS NULL OR isfinite(due_at) = ${0}::boolean)",
     "(${0}::text[] IS NULL OR priority = ANY(${0}::text[]::task_priority[]))",
     "(${0}::text[] IS NULL OR labels @> ${0}::text[])",
