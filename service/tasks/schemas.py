@@ -196,10 +196,17 @@ class Sort(StrEnum):
     position = "position"  # manual order
 
 
+def _integral_number(value: Any) -> Any:
+    """JSON has one number type: 5.0 is the integer 5 (as JSON Schema counts it); 5.5 is not."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 class Move(_Body):
     """Where to put a task: after another task of the caller's, or at the top (null)."""
 
-    after: int | None = Field(ge=1, le=TASK_ID_MAX, description="A task id, or null for the top")
+    after: Annotated[int, Field(ge=1, le=TASK_ID_MAX), BeforeValidator(_integral_number)] | None = Field(
+        description="A task id, or null for the top"
+    )
 
 
 class LabelCount(BaseModel):

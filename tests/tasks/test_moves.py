@@ -180,3 +180,11 @@ def test_respace_touches_a_small_run_when_the_crowding_is_local():
     keys[5000:5000] = [4999 * POSITION_GAP + 1]  # now 4999*GAP and 4999*GAP + 1 are adjacent
     start, spread = respace(keys, 5001)
     assert len(spread) <= 32 and start <= 5001 <= start + len(spread)
+
+
+async def test_after_may_be_an_integral_json_number_written_with_a_fraction(client, alice):
+    a, b = await create(client, alice, "a"), await create(client, alice, "b")
+    response = await client.post(alice.url(f"/{b['id']}/move"), json={"after": float(a["id"])}, headers=alice.headers)
+    assert response.status_code == 200 and await order(client, alice) == [a["id"], b["id"]]
+    half = await client.post(alice.url(f"/{b['id']}/move"), json={"after": a["id"] + 0.5}, headers=alice.headers)
+    assert_problem(half, 422, "validation_failed")
