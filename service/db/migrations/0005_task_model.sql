@@ -7,14 +7,18 @@ CREATE TYPE task_priority AS ENUM ('none', 'low', 'medium', 'high');  -- in this
 -- The API's `due` text, from the sort key: an all-day date as YYYY-MM-DD, a date-time as the UTC
 -- instant in the form PostgreSQL writes timestamps into JSON (as created_at), suffixed +00:00.
 -- IMMUTABLE (a generated column needs it) holds: the zone is fixed and the formats use no locale.
+-- PL/pgSQL, not SQL: a SQL function in a generated column is planned again by every INSERT
+-- (~40 µs of a create's PostgreSQL CPU); PL/pgSQL keeps its plan for the session.
 CREATE FUNCTION task_due_text(due_at timestamptz, all_day boolean) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT CASE
+BEGIN
+    RETURN CASE
         WHEN NOT isfinite(due_at) THEN NULL
         WHEN all_day THEN to_char(due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')
         ELSE (to_json(due_at AT TIME ZONE 'UTC') #>> '{}') || '+00:00'
-    END
+    END;
+END
 $$;
 
 ALTER TABLE tasks
