@@ -45,6 +45,8 @@ async def read_page(
         if len(row["seqs"] or []) > limit:
             return Page(changes, changes[-1][0], True)
         since = SyncToken(start, int(now))
+        if changes:  # the listing is complete: resuming after its last task starts from the log
+            changes[-1] = (since, changes[-1][1])
     budget = limit - len(changes)
     row = await queries.changes_after(db, user_id, since.seq, budget + 1)
     _check_position(row, since.seq)
