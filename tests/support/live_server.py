@@ -29,7 +29,7 @@ class LiveServer:
 
 
 @contextlib.asynccontextmanager
-async def live_server(settings: Settings, graceful_seconds: float = 10.0) -> AsyncIterator[LiveServer]:
+async def live_server(settings: Settings, graceful_seconds: int = 10) -> AsyncIterator[LiveServer]:
     """Serve `settings`' app until the block ends; then stop as on SIGTERM (graceful)."""
     app = create_app(settings)
     port = free_port()

@@ -24,7 +24,7 @@ DAY = 86400
 def serve(database_url, issuer, jwks_router):
     jwks_router.route(host="127.0.0.1").pass_through()  # respx mocks only the JWKS host
 
-    def start(graceful_seconds: float = 10.0, **overrides):
+    def start(graceful_seconds: int = 10, **overrides):
         return live_server(test_settings(database_url, issuer, **overrides), graceful_seconds)
 
     return start
