@@ -18,6 +18,7 @@ import logging
 import asyncpg
 
 from ..db.pool import CONNECT_TIMEOUT_SECONDS
+from . import queries
 from .hub import EventHub
 
 log = logging.getLogger("service.sync")
@@ -79,7 +80,7 @@ class ChangeListener:
                     await lost.wait()
             if not lost.is_set():
                 async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
-                    await conn.execute("SELECT 1")
+                    await queries.ping(conn)
         raise ConnectionError("the LISTEN connection was closed")
 
     async def _close(self) -> None:

@@ -14,6 +14,7 @@ import logging
 import asyncpg
 
 from ..db.pool import UNAVAILABLE_ERRORS
+from . import queries
 
 log = logging.getLogger("service.sync")
 
@@ -26,7 +27,7 @@ async def purge_tombstones(pool: asyncpg.Pool, retention_days: int) -> int:
     total = 0
     while True:
         async with pool.acquire() as conn:
-            purged: int = await conn.fetchval("SELECT purge_sync_tombstones($1, $2)", retention_days, PURGE_BATCH_ROWS)
+            purged = await queries.purge_tombstones_batch(conn, retention_days, PURGE_BATCH_ROWS)
         total += purged
         if purged < PURGE_BATCH_ROWS:
             return total

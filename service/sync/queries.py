@@ -1,4 +1,5 @@
-"""The change feed's SQL: raw asyncpg, `$n` parameters only, the owner always `$1`.
+"""The change feed's SQL, and the listener's and the purge's: raw asyncpg, `$n` parameters only,
+the owner always `$1` in what requests run.
 
 Each read is one statement, so the user's counter (its latest seq and the purge horizon) and
 the page come from one snapshot: the horizon cannot move between checking a token and reading
@@ -51,3 +52,13 @@ async def changes_after(db: UserConnection, user_id: str, seq: int, limit: int) 
 async def tasks_after(db: UserConnection, user_id: str, task_id: int, limit: int) -> asyncpg.Record:
     """latest, expired_below, seqs (here: task ids, or NULL), changes (upserts, or NULL)."""
     return await db.fetchrow(TASKS_AFTER, user_id, task_id, limit)
+
+
+async def purge_tombstones_batch(conn: asyncpg.Connection, retention_days: int, max_rows: int) -> int:
+    """Not as a user: the function switches to the role that may purge every user's tombstones."""
+    purged: int = await conn.fetchval("SELECT purge_sync_tombstones($1, $2)", retention_days, max_rows)
+    return purged
+
+
+async def ping(conn: asyncpg.Connection) -> None:
+    await conn.execute("SELECT 1")
