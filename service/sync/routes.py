@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
 from ..api_docs import problem_responses, success_headers
+from ..head import ANSWERED_AS_HEAD
 from ..resources import resources
 from ..tasks.params import integer, text
 from ..tasks.routing import TaskRoute, operation
@@ -59,6 +61,11 @@ _CHANGES_SCHEMA: dict[str, Any] = {
 }
 
 
+async def _no_events() -> AsyncIterator[bytes]:
+    return
+    yield b""  # an async generator that ends at once
+
+
 async def _read(request: Request, user_id: str, since: SyncToken | None, limit: int) -> Page:
     app = resources(request)
     async with app.transaction(user_id) as db:
@@ -82,6 +89,7 @@ async def list_changes(request: Request, user_id: str, since: str | None, limit:
 @router.get(
     "/events",
     summary="Live changes as server-sent events",
+    status_code=200,
     response_class=EventStreamResponse,
     responses={
         200: {
@@ -102,6 +110,8 @@ async def stream_events(request: Request, user_id: str, since: str | None, last_
     retention = app.settings.sync_retention_days
     opened = position or SyncToken(0, int(time.time()))
     check_fresh(opened, time.time(), retention)
+    if request.scope.get(ANSWERED_AS_HEAD):
+        return EventStreamResponse(_no_events(), lambda: None)
     hub = event_hub(request)
     # Subscribed before the first read: a change committed after that read wakes the stream.
     subscription = hub.subscribe(user_id)

@@ -191,3 +191,11 @@ async def test_sigterm_ends_open_streams_cleanly_before_the_graceful_timeout(ser
             assert await reader.block(within_seconds=10) is None  # a clean end of the response
         await wait_until(lambda: server.server.should_exit, 5, "the server stops")
     assert "timeout graceful shutdown exceeded" not in caplog.text
+
+
+async def test_head_of_the_stream_answers_its_headers_and_ends(client, alice):
+    """HEAD is answered as GET without a body; a stream's body would never end, so it ends at once."""
+    response = await client.head(alice.url("/events"), headers=alice.headers)
+    assert response.status_code == 200 and response.content == b""
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert client.app.state.event_hub.open_streams == 0
