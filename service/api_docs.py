@@ -25,6 +25,12 @@ _PROBLEMS: dict[int, tuple[str, str, str, dict[str, str]]] = {
         {},
     ),
     404: ("No such task, or it belongs to someone else", "task_not_found", "no such task", {}),
+    410: (
+        "The sync token is older than SYNC_RETENTION_DAYS or than a purged tombstone: sync again without since",
+        "sync_token_expired",
+        "this sync token has expired; sync again from the start",
+        {},
+    ),
     412: (
         "If-Match no longer matches the task's ETag",
         "precondition_failed",
@@ -50,6 +56,7 @@ _TITLES = {
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
+    410: "Gone",
     412: "Precondition Failed",
     413: "Content Too Large",
     415: "Unsupported Media Type",

@@ -30,6 +30,8 @@ from .observability import ObservabilityMiddleware, configure_logging, parse_net
 from .problems import install_error_handlers
 from .resources import Resources, app_resources, install
 from .settings import Settings
+from .sync.routes import router as sync_router
+from .sync.runtime import start_live_updates
 from .tasks.routes import router as tasks_router
 
 log = logging.getLogger("service")
@@ -59,6 +61,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                 await conn.close()
             pool = await create_pool(dsn, settings)
             stack.push_async_callback(pool.close)
+            await start_live_updates(app, settings, dsn, pool, stack)
             http = httpx.AsyncClient(
                 follow_redirects=False,
                 timeout=settings.jwks_fetch_timeout_seconds,
@@ -103,7 +106,12 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
-    for router in (health_router, tasks_router, oauth_metadata_router):
+    for router in (
+        health_router,
+        sync_router,
+        tasks_router,
+        oauth_metadata_router,
+    ):  # /tasks/changes before /tasks/{task_id}
         add_routes(app, router)
     document_bearer_auth(app, PROTECTED_PREFIX)
     app.state.metrics = ServiceMetrics(lambda: read_stats(app_resources(app)))
@@ -118,7 +126,14 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "If-Match", "Idempotency-Key", "X-Request-ID"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "If-Match",
+                "Idempotency-Key",
+                "Last-Event-ID",
+                "X-Request-ID",
+            ],
             expose_headers=["ETag", "Location", "Link", "Retry-After", "X-Request-ID", "Idempotent-Replayed"],
             max_age=600,
         )

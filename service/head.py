@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+ANSWERED_AS_HEAD = "answered_as_head"
+
 
 class HeadAsGetMiddleware:
     """The method is switched in the scope itself (which the router also writes the matched route
@@ -27,6 +29,7 @@ class HeadAsGetMiddleware:
             await send(message)
 
         scope["method"] = "GET"
+        scope[ANSWERED_AS_HEAD] = True  # a route whose body never ends (an event stream) ends it at once
         try:
             await self.app(scope, receive, send_without_body)
         finally:

@@ -241,6 +241,15 @@ class Settings(BaseSettings):
         description="asyncpg's prepared-statement cache; 0 behind pgbouncer in transaction mode (Neon, Supabase poolers).",
     )
 
+    database_listen_url: SecretStr | None = Field(
+        None,
+        description="DSN of each process's one LISTEN connection for live updates; it needs a session, so behind "
+        "pgbouncer in transaction mode point it at PostgreSQL itself.",
+        json_schema_extra=_documented(
+            "`DATABASE_URL` (or the embedded PostgreSQL)", "postgresql://tasks:secret@db.example.com:5432/tasks"
+        ),
+    )
+
     # -- HTTP --
     host: str = Field("127.0.0.1", min_length=1, description="Listen address.", json_schema_extra=_section("HTTP"))
     port: Int = Field(8000, ge=0, le=65535, description="Listen port.")
@@ -297,6 +306,24 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field("json", description="json (one object per line) or text.")
     access_log: bool = Field(
         True, description="One log line per request: request id, method, route, status, duration, hashed user id."
+    )
+
+    # -- Sync and live updates --
+    sync_retention_days: Int = Field(
+        30,
+        ge=1,
+        le=3650,
+        description="How long deletes stay in the change feed, in days; older sync tokens get 410.",
+        json_schema_extra=_section("Sync and live updates"),
+    )
+    event_streams_max: Int = Field(
+        1000, ge=1, le=100_000, description="Open event streams per process (503 + Retry-After beyond)."
+    )
+    event_streams_per_user: Int = Field(
+        5, ge=1, le=1000, description="Open event streams of one user, per process (503 + Retry-After beyond)."
+    )
+    event_heartbeat_seconds: Float = Field(
+        15.0, ge=1, le=300, description="Interval of the comment line an idle event stream sends, in seconds."
     )
 
     @classmethod
@@ -397,7 +424,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"unknown algorithm {alg!r}; supported: {', '.join(sorted(SUPPORTED_ALGORITHMS))}")
         return algorithms
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_listen_url")
     @classmethod
     def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and urlsplit(value.get_secret_value()).scheme not in ("postgres", "postgresql"):

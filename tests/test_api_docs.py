@@ -8,6 +8,7 @@ from urllib.parse import quote
 import pytest
 from fastapi.routing import APIRoute
 
+from service.sync.routes import router as sync_router
 from service.tasks.params import inputs_of
 from service.tasks.routes import router as tasks_router
 from support.app import assert_problem, create
@@ -24,6 +25,8 @@ EXPECTED = {
     ("DELETE", "/api/{user_id}/tasks/{task_id}"): {204, 404, 412} | ERRORS,
     ("POST", "/api/{user_id}/tasks/{task_id}/move"): {200, 404, 412, 413, 415} | ERRORS,
     ("GET", "/api/{user_id}/labels"): {200} | ERRORS,
+    ("GET", "/api/{user_id}/tasks/changes"): {200, 410} | ERRORS,
+    ("GET", "/api/{user_id}/tasks/events"): {200, 410} | ERRORS,
     ("GET", "/healthz"): {200},
     ("GET", "/readyz"): {200, 503},
     ("GET", "/metrics"): {200},
@@ -104,9 +107,10 @@ async def test_docs_page_is_served(client):
 
 # -- parameters: each route's declaration (service/tasks/params.Inputs) is the only list ------------
 
+API_ROUTES = [*tasks_router.routes, *sync_router.routes]
 DECLARED = [
     (method, route.path, inputs)
-    for route in tasks_router.routes
+    for route in API_ROUTES
     if isinstance(route, APIRoute) and (inputs := inputs_of(route.endpoint)) is not None
     for method in sorted(route.methods)
 ]
@@ -115,7 +119,7 @@ VALID_BODY = {"title": "t", "description": "", "completed": False}
 
 
 def test_every_tasks_route_declares_its_inputs():
-    api = {(m, r.path) for r in tasks_router.routes if isinstance(r, APIRoute) for m in r.methods}
+    api = {(m, r.path) for r in API_ROUTES if isinstance(r, APIRoute) for m in r.methods}
     assert {(method, path) for method, path, _ in DECLARED} == api
     assert api == {key for key in EXPECTED if key[1].startswith("/api/")}
 

@@ -35,6 +35,8 @@ async def test_every_get_route_answers_head_with_the_same_headers_and_no_body(cl
     paths = get_routes(client.app)
     assert {"/healthz", "/readyz", "/metrics", "/api/{user_id}/tasks", "/api/{user_id}/tasks/{task_id}"} <= set(paths)
     for path in paths:
+        if path.endswith("/events"):  # a stream: its GET never ends in-process; HEAD is tested in tests/sync
+            continue
         url = concrete(path, alice.id, task["id"])
         got = await client.get(url, headers=alice.headers)
         head = await client.head(url, headers=alice.headers)

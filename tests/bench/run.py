@@ -212,7 +212,7 @@ def _http_runs(
             "workers": options.workers,
             "env_overrides": options.env_overrides,
             "access_log_setting": "ACCESS_LOG" in env,
-            "settings": {k: str(v) for k, v in dataclasses.asdict(settings).items() if k != "database_url"},
+            "settings": {k: str(v) for k, v in settings.model_dump().items() if k != "database_url"},
         }
         progress(f"starting the service: python -m service run, WORKERS={options.workers}")
         service = BenchService.spawn(env, work_dir / "service.log")  # run in work_dir: no .env applies

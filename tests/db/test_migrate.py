@@ -53,7 +53,14 @@ async def test_apply_to_empty_database_creates_tables_and_records_version_with_s
     shipped = sorted(path.stem for path in MIGRATIONS_DIR.glob("*.sql"))
     assert shipped[0] == "0001_tasks"
     assert await apply_migrations(conn) == shipped
-    assert await table_names(conn) == {"tasks", "idempotency_keys", "task_counts", "schema_migrations"}
+    assert await table_names(conn) == {
+        "tasks",
+        "idempotency_keys",
+        "task_counts",
+        "sync_counters",
+        "task_changes",
+        "schema_migrations",
+    }
     rows = await conn.fetch("SELECT version, sha256 FROM schema_migrations ORDER BY version")
     expected = [(name, hashlib.sha256((MIGRATIONS_DIR / f"{name}.sql").read_bytes()).hexdigest()) for name in shipped]
     assert [tuple(r) for r in rows] == expected
