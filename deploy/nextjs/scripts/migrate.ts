@@ -1,0 +1,34 @@
+// Creates Better Auth's tables (user, session, account, verification, and jwks for the jwt plugin)
+// in DATABASE_URL, or adds what a newer better-auth needs, without asking: `npm run migrate`.
+//
+// Better Auth's own programmatic migrator, from the installed (pinned) better-auth and the app's
+// lib/auth.ts, so it runs wherever the app runs (Node 20 included). The CLIs are the alternatives:
+// `npx @better-auth/cli migrate -y` (prompts and creates nothing without -y when there is no
+// terminal; it is the 1.4 line, with a better-auth of its own) and `npx auth migrate` (needs
+// Node 22.12+).
+
+import { getMigrations } from "better-auth/db/migration";
+import type { Pool } from "pg";
+
+import { auth } from "../lib/auth";
+
+if (!process.env.DATABASE_URL) {
+  console.error("migrate: DATABASE_URL is not set (Better Auth's PostgreSQL database)");
+  process.exit(2);
+}
+
+const { toBeCreated, toBeAdded, runMigrations } = await getMigrations(auth.options);
+const changes = [
+  ...toBeCreated.map(({ table }) => `create ${table}`),
+  ...toBeAdded.map(({ table, fields }) => `add ${Object.keys(fields).join(", ")} to ${table}`),
+];
+try {
+  if (changes.length > 0) await runMigrations();
+  console.log(changes.length > 0 ? `migrate: ${changes.join("; ")}` : "migrate: Better Auth's tables are up to date");
+  // The first signing key, made now: Better Auth makes it on the first JWKS or token request, and
+  // two such requests at once (the service's first fetch, the first sign-in) would make two.
+  const { keys } = await auth.api.getJwks();
+  console.log(`migrate: ${keys.length} signing key(s) published at /api/auth/jwks`);
+} finally {
+  await (auth.options.database as Pool).end();
+}
