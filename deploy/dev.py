@@ -9,7 +9,7 @@
 3. Once all three are ready: signs a dev user up (or in), prints the URL to open and a curl with a
    fresh JWT. Ctrl-C or SIGTERM stops the service, then the app, then PostgreSQL.
 
-`make dev ARGS=--migrate` (`deploy/dev.py --migrate`) only does step 1 and exits.
+`make auth-migrate` (`deploy/dev.py --migrate`) only does step 1 and exits.
 
 Environment (all optional):
   APP_PORT (3000), PORT (8000)      the app's and the service's ports, on 127.0.0.1
@@ -181,7 +181,7 @@ def main(argv: list[str]) -> int:
         if not args.migrate:
             check_port_free(HOST, app_port, "APP_PORT")
             check_port_free(HOST, service_port, "PORT")
-        node = npm_ci(NEXTJS_DIR, NEXTJS_DIR / "node_modules" / ".dev-install-stamp")
+        node = npm_ci(NEXTJS_DIR, NEXTJS_DIR / "node_modules" / ".nextjs-install-stamp")  # the tests' stamp
         # No BETTER_AUTH_* from the shell but the secret: the app's own URL, as the service expects.
         app_env = {name: value for name, value in os.environ.items() if not name.startswith("BETTER_AUTH_")}
         app_env.update(

@@ -45,7 +45,7 @@ def npm_ci(directory: Path, stamp: Path) -> str:
     digest = hashlib.sha256()
     for name in ("package.json", "package-lock.json"):
         digest.update((directory / name).read_bytes())
-    fingerprint = f"node {version.split('.')[0]}\n{digest.hexdigest()}\n"
+    fingerprint = f"node {version.split('.')[0].lstrip('v')}\n{digest.hexdigest()}\n"  # as tests/support/node.py
     with (directory / "package-lock.json").open("rb") as lock:  # as the tests do: one `npm ci` at a time
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (stamp.is_file() and stamp.read_text() == fingerprint):

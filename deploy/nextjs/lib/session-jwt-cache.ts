@@ -87,15 +87,18 @@ export class SessionJwtCache {
     }
     let pending = this.#pending.get(cookie);
     if (pending === undefined) {
-      const started: Pending = { sessionToken, dropped: false, promise: lookUp() };
-      pending = started;
-      this.#pending.set(cookie, started);
-      started.promise
+      const started = { sessionToken, dropped: false } as Pending;
+      // Stored and unregistered before any caller resumes: a call right after sees the result.
+      started.promise = lookUp()
         .then((found) => {
           if (found !== null && !started.dropped && found.sessionToken === sessionToken) this.#store(cookie, found);
+          return found;
         })
-        .catch(() => {}) // the callers see the error through `promise`
-        .finally(() => this.#pending.delete(cookie));
+        .finally(() => {
+          if (this.#pending.get(cookie) === started) this.#pending.delete(cookie);
+        });
+      this.#pending.set(cookie, started);
+      pending = started;
     }
     const found = await pending.promise;
     return found === null ? null : { userId: found.userId, token: found.token };

@@ -25,10 +25,6 @@ const changes = [
 try {
   if (changes.length > 0) await runMigrations();
   console.log(changes.length > 0 ? `migrate: ${changes.join("; ")}` : "migrate: Better Auth's tables are up to date");
-  // The first signing key, made now: Better Auth makes it on the first JWKS or token request, and
-  // two such requests at once (the service's first fetch, the first sign-in) would make two.
-  const { keys } = await auth.api.getJwks();
-  console.log(`migrate: ${keys.length} signing key(s) published at /api/auth/jwks`);
 } finally {
   await (auth.options.database as Pool).end();
 }
