@@ -82,6 +82,10 @@ interface Call {
 }
 
 export function createTasksApi(options: TasksApiOptions) {
+  if (!options.baseUrl) {
+    // Typically NEXT_PUBLIC_TASKS_API_URL set only at run time: Next.js inlines it at build time.
+    throw new Error("createTasksApi: baseUrl is empty (NEXT_PUBLIC_TASKS_API_URL must be set when `next build` runs)");
+  }
   const baseUrl = options.baseUrl.replace(/\/+$/, "");
   const fetchImpl = options.fetch ?? globalThis.fetch;
   const tokens = new TokenCache(options.fetchToken, { now: options.now, refreshMarginSeconds: options.refreshMarginSeconds });
