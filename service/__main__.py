@@ -1,4 +1,4 @@
-"""Command line: `python -m service [run | migrate | jwks [TOKEN]]`."""
+"""Command line: `python -m service [run | migrate | doctor [TOKEN | --cookie COOKIE]]`."""
 
 from __future__ import annotations
 
@@ -31,8 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("run", help="serve the API (the default)")
     commands.add_parser("migrate", help="apply database migrations and exit")
-    jwks = commands.add_parser("jwks", help="list the configured JWKS's keys and verdicts; check a token")
-    jwks.add_argument("token", nargs="?", help="a JWT to verify (or - to read it from standard input)")
+    doctor = commands.add_parser(
+        "doctor", aliases=["jwks"], help="check this deployment against its Better Auth, and a token; say what to fix"
+    )
+    doctor.add_argument("token", nargs="?", help="a JWT to check (or - to read it from standard input)")
+    doctor.add_argument("--cookie", help="a Better Auth session cookie (name=value): check a token fetched with it")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -41,11 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
 
-    if args.command == "jwks":
-        from .auth.inspect import inspect_jwks
+    if args.command in ("doctor", "jwks"):
+        from .auth.doctor import run_doctor
 
         token = sys.stdin.read() if args.token == "-" else args.token
-        return asyncio.run(inspect_jwks(settings, token, sys.stdout))
+        return asyncio.run(run_doctor(settings, sys.stdout, token=token, cookie=args.cookie))
 
     if args.command == "migrate":
         applied = asyncio.run(migrate(settings))
@@ -55,25 +58,21 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from .app import create_app
+    from .server import server_options
 
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it; answering that with a no-op
     # makes a requested stop exit 0, as process managers expect.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    common = dict(
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        log_config=None,  # ours (configure_logging), in JSON by default
-        access_log=False,  # one structured line per request comes from ObservabilityMiddleware
-        proxy_headers=False,  # client addresses from X-Forwarded-For only via TRUSTED_PROXIES
-        server_header=False,
-        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
-    )
+    options = server_options(settings)
     if settings.workers > 1:
-        # Each worker process builds its own app (pool, key cache) from the same environment.
-        uvicorn.run("service.app:create_app_from_env", factory=True, workers=settings.workers, **common)
+        # Each worker process builds its own app (pool, key cache) from the same environment, and
+        # writes its metrics where any worker can sum them for /metrics.
+        from .metrics import shared_dir_for_workers
+
+        with shared_dir_for_workers():
+            uvicorn.run("service.app:create_app_from_env", factory=True, workers=settings.workers, **options)
     else:
-        uvicorn.run(create_app(settings), **common)
+        uvicorn.run(create_app(settings), **options)
     return 0
 
 

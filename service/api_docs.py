@@ -42,7 +42,7 @@ _PROBLEMS: dict[int, tuple[str, str, str, dict[str, str]]] = {
     503: (
         "Signing keys or the database are unavailable; retry later",
         "keys_unavailable",
-        "signing keys cannot be fetched (HTTP 502 from https://app.example.com/api/auth/jwks)",
+        "signing keys cannot be fetched right now; retry later",  # public answers name no internal host
         {"Retry-After": "Seconds to wait before retrying"},
     ),
 }
@@ -103,4 +103,4 @@ def document_bearer_auth(app: FastAPI, protected_prefix: str) -> None:
             app.openapi_schema = spec
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema

@@ -1,4 +1,4 @@
-"""The ASGI application: resources opened in the lifespan, one table from error to response."""
+"""The ASGI application: resources opened in the lifespan, routes, middlewares and error handlers."""
 
 from __future__ import annotations
 
@@ -7,131 +7,40 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
-import asyncpg
 import httpx
-import orjson
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import APIRouter, FastAPI
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import ClientDisconnect
-from starlette.responses import Response
 
-from . import errors
 from .api_docs import document_bearer_auth
 from .auth.dependencies import PROTECTED_PREFIX, BearerAuthMiddleware
-from .auth.jwks import JWKSCache
-from .auth.tokens import TokenVerifier
 from .auth.verifier import build_verifier
 from .body_limit import BodyLimitMiddleware
 from .db.embedded import DATABASE_NAME, EmbeddedPostgres, ensure_database, start_embedded_postgres
+from .db.maintenance import run_idempotency_sweeper
 from .db.migrate import apply_migrations
-from .db.pool import UNAVAILABLE_ERRORS, connect, create_pool
+from .db.pool import connect, create_pool
+from .head import HeadAsGetMiddleware
 from .health import ReadinessProbe
 from .health import router as health_router
-from .observability import ObservabilityMiddleware, RequestMetrics, configure_logging, parse_networks
+from .metrics import ServiceMetrics, read_stats
+from .oauth_metadata import router as oauth_metadata_router
+from .observability import ObservabilityMiddleware, configure_logging, parse_networks
+from .problems import install_error_handlers
+from .resources import Resources, app_resources, install
 from .settings import Settings
 from .tasks.routes import router as tasks_router
 
 log = logging.getLogger("service")
 
-PROBLEM_MEDIA_TYPE = "application/problem+json"
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
-
-
-@dataclass
-class Resources:
-    """Everything a request may reach, opened and closed by the lifespan."""
-
-    settings: Settings
-    pool: asyncpg.Pool
-    pool_gate: asyncio.Semaphore  # first come, first served for the pool (see db.session)
-    http: httpx.AsyncClient
-    jwks: JWKSCache
-    verifier: TokenVerifier
-
-
-def problem_response(exc: errors.ServiceError) -> Response:
-    body: dict[str, Any] = {
-        "type": "about:blank",
-        "title": exc.title,
-        "status": exc.status,
-        "detail": exc.detail,
-        "code": exc.code,
-    }
-    if isinstance(exc, errors.InvalidRequest) and exc.errors:
-        body["errors"] = exc.errors
-    return Response(orjson.dumps(body), status_code=exc.status, media_type=PROBLEM_MEDIA_TYPE, headers=exc.headers)
-
-
-async def render_error(exc: errors.ServiceError, scope: dict, send: Callable) -> None:
-    """Answer from ASGI middleware, before routing."""
-
-    async def no_body() -> dict:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    await problem_response(exc)(scope, no_body, send)
-
-
-def _validation_problem(exc: RequestValidationError) -> errors.InvalidRequest:
-    fields = []
-    for error in exc.errors():
-        location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path", "header")]
-        fields.append({"field": ".".join(location) or "request", "message": error.get("msg", "invalid")})
-    return errors.InvalidRequest("; ".join(f"{f['field']}: {f['message']}" for f in fields), fields)
-
-
-def _http_problem(exc: StarletteHTTPException) -> errors.ServiceError:
-    if exc.status_code == 404:
-        return errors.NotFound("no such route")
-    if exc.status_code == 405:
-        problem = errors.MethodNotAllowed("method not allowed on this route")
-        problem.headers = dict(exc.headers or {})
-        return problem
-    problem = errors.ServiceError(str(exc.detail))
-    problem.status, problem.title, problem.code = exc.status_code, str(exc.detail), "http_error"
-    return problem
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    async def on_service_error(_: Request, exc: errors.ServiceError) -> Response:
-        return problem_response(exc)
-
-    async def on_validation_error(_: Request, exc: RequestValidationError) -> Response:
-        return problem_response(_validation_problem(exc))
-
-    async def on_http_error(_: Request, exc: StarletteHTTPException) -> Response:
-        return problem_response(_http_problem(exc))
-
-    async def on_database_unavailable(_: Request, exc: Exception) -> Response:
-        log.warning("database unavailable: %s", type(exc).__name__)
-        return problem_response(errors.DatabaseUnavailable())
-
-    async def on_client_gone(_: Request, exc: ClientDisconnect) -> Response:
-        log.info("client disconnected before its request body was read")
-        return Response(status_code=400)  # nobody is listening any more
-
-    async def on_unexpected(_: Request, exc: Exception) -> Response:
-        log.exception("unhandled error")
-        return problem_response(errors.ServiceError("an unexpected error occurred"))
-
-    app.add_exception_handler(errors.ServiceError, on_service_error)
-    app.add_exception_handler(RequestValidationError, on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(ClientDisconnect, on_client_gone)
-    for exc_type in UNAVAILABLE_ERRORS:
-        app.add_exception_handler(exc_type, on_database_unavailable)
-    app.add_exception_handler(Exception, on_unexpected)
 
 
 async def open_database(settings: Settings, stack: contextlib.AsyncExitStack) -> str:
     """The DSN to use: DATABASE_URL, or an embedded server started (and stopped) with the app."""
     if settings.database_url:
-        return settings.database_url
+        return settings.database_url.get_secret_value()
     server: EmbeddedPostgres = await asyncio.to_thread(start_embedded_postgres, settings.embedded_pg_data_dir)
     stack.callback(server.stop)
     await ensure_database(server.admin_dsn(), DATABASE_NAME)
@@ -160,15 +69,24 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 
             verifier = build_verifier(settings, http, clock=clock)
             jwks = verifier.keys
-            app.state.resources = Resources(
+            install(app, Resources(
                 settings=settings, pool=pool, pool_gate=asyncio.Semaphore(settings.db_pool_max_size),
                 http=http, jwks=jwks, verifier=verifier,
-            )  # fmt: skip
+            ))  # fmt: skip
+            await stack.enter_async_context(app.state.metrics.publishing())
             refresher = asyncio.create_task(jwks.run_refresher(), name="jwks-refresher")
             stack.push_async_callback(jwks.aclose)
             stack.push_async_callback(_cancel, refresher)
-            log.info("serving; keys from %s", settings.jwks_url)
-            if urlsplit(settings.jwks_url).scheme == "http" and urlsplit(settings.jwks_url).hostname not in LOOPBACK:
+            sweeper = asyncio.create_task(
+                run_idempotency_sweeper(
+                    pool, settings.idempotency_key_ttl_hours, settings.idempotency_sweep_interval_seconds
+                ),
+                name="idempotency-sweeper",
+            )
+            stack.push_async_callback(_cancel, sweeper)
+            log.info("serving; keys from %s", settings.jwks_file or settings.jwks_url)
+            jwks_url = urlsplit(settings.jwks_url)
+            if settings.jwks_file is None and jwks_url.scheme == "http" and jwks_url.hostname not in LOOPBACK:
                 log.warning(
                     "JWKS_URL is plain http: whoever can answer it can mint tokens; use https or a private network"
                 )
@@ -179,19 +97,22 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         version="0.1.0",
         description="Per-user tasks for a Next.js app using Better Auth; Bearer JWTs verified offline against its JWKS.",
         lifespan=lifespan,
+        # A trailing slash is a 404, not a redirect built from the Host header.
+        redirect_slashes=False,
         # Our own /metrics and logs; FastAPI's built-in OpenTelemetry hooks cost time on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
-    for router in (health_router, tasks_router):
+    for router in (health_router, tasks_router, oauth_metadata_router):
         add_routes(app, router)
     document_bearer_auth(app, PROTECTED_PREFIX)
-    app.state.request_metrics = RequestMetrics()
+    app.state.metrics = ServiceMetrics(lambda: read_stats(app_resources(app)))
     app.state.readiness = ReadinessProbe()
     # Each add_middleware wraps the previous ones: the last added runs first. The Bearer check runs
     # before the size limit, so an anonymous caller gets 401 whatever it sends.
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes, render_error=render_error)
-    app.add_middleware(BearerAuthMiddleware, render_error=render_error)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(BearerAuthMiddleware)
+    app.add_middleware(HeadAsGetMiddleware)  # around the answers the two above render too
     if settings.cors_origins:  # outside the Bearer check: preflights carry no token
         app.add_middleware(
             CORSMiddleware,
@@ -203,7 +124,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         )
     app.add_middleware(
         ObservabilityMiddleware,
-        metrics=app.state.request_metrics,
+        metrics=app.state.metrics.requests,
         access_log=settings.access_log,
         trusted_proxies=parse_networks(settings.trusted_proxies),
     )
@@ -226,7 +147,7 @@ def create_app_from_env() -> FastAPI:
     return create_app(settings)
 
 
-async def _cancel(task: asyncio.Task) -> None:
+async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
 
+from .metrics import CONTENT_TYPE, ServiceMetrics
+
 router = APIRouter(tags=["health"])
+log = logging.getLogger("service.health")
 
 READINESS_DB_TIMEOUT_SECONDS = 1.0
 
@@ -21,7 +26,12 @@ async def healthz() -> Response:
 @router.get(
     "/readyz",
     summary="The database answers and at least one signing key is usable",
-    responses={503: {"description": "Not ready; `problems` says why", "content": {"application/json": {}}}},
+    responses={
+        503: {
+            "description": "Not ready; `problems` says what (details are in the log)",
+            "content": {"application/json": {}},
+        }
+    },
 )
 async def readyz(request: Request) -> Response:
     probe: ReadinessProbe = request.app.state.readiness
@@ -31,7 +41,10 @@ async def readyz(request: Request) -> Response:
 
 class ReadinessProbe:
     """Probes the database at most once per RESULT_TTL_SECONDS, shared by concurrent callers, so a
-    flood of unauthenticated probes cannot take connections away from the API."""
+    flood of unauthenticated probes cannot take connections away from the API.
+
+    The answer is public: it says what is not ready, never which host or what error. The details
+    go to the log, once each time they change (and stay in /metrics and `python -m service jwks`)."""
 
     RESULT_TTL_SECONDS = 1.0
 
@@ -39,31 +52,44 @@ class ReadinessProbe:
         self._lock = asyncio.Lock()
         self._checked_at = -1e18
         self._result: tuple[bool, bytes] = (False, b"{}")
+        self._logged: tuple[str, ...] = ()
 
-    async def check(self, resources) -> tuple[bool, bytes]:
+    async def check(self, resources: Any) -> tuple[bool, bytes]:
         async with self._lock:
             if time.monotonic() - self._checked_at >= self.RESULT_TTL_SECONDS:
                 self._result = await self._probe(resources)
                 self._checked_at = time.monotonic()
             return self._result
 
-    async def _probe(self, resources) -> tuple[bool, bytes]:
+    async def _probe(self, resources: Any) -> tuple[bool, bytes]:
         problems: list[str] = []
+        details: list[str] = []
         try:
             async with asyncio.timeout(READINESS_DB_TIMEOUT_SECONDS):
                 await resources.pool.fetchval("SELECT 1")
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", with its kind
-            problems.append(f"database: {type(exc).__name__}")
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+            problems.append("database: not answering")
+            details.append(f"database: {type(exc).__name__}: {exc}")
         held = resources.jwks.usable_set()
         if held is None or not held.keys:
-            reason = resources.jwks.stats.last_error or "not fetched yet"
-            problems.append(f"signing keys: none usable ({reason})")
+            problems.append("signing keys: none usable")
+            details.append(f"signing keys: none usable ({resources.jwks.stats.last_error or 'not fetched yet'})")
+        self._log_change(tuple(details))
         body = {
             "status": "not ready" if problems else "ready",
             "problems": problems,
             "keys": len(held.keys) if held else 0,
         }
         return not problems, orjson.dumps(body)
+
+    def _log_change(self, details: tuple[str, ...]) -> None:
+        if details == self._logged:
+            return
+        if details:
+            log.warning("not ready: %s", "; ".join(details))
+        else:
+            log.info("ready")
+        self._logged = details
 
 
 @router.get(
@@ -72,50 +98,5 @@ class ReadinessProbe:
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
 async def metrics(request: Request) -> Response:
-    resources = request.app.state.resources
-    stats = resources.jwks.stats
-    held = resources.jwks.usable_set()
-    stale = resources.jwks.stale_seconds()
-    verifier = resources.verifier
-    fetches = stats.ok + stats.failed
-    lines = [
-        "# HELP jwks_fetches_total JWKS fetches by result.",
-        "# TYPE jwks_fetches_total counter",
-        f'jwks_fetches_total{{result="ok"}} {stats.ok}',
-        f'jwks_fetches_total{{result="failed"}} {stats.failed}',
-        "# HELP jwks_fetch_seconds Time spent fetching the JWKS.",
-        "# TYPE jwks_fetch_seconds summary",
-        f"jwks_fetch_seconds_sum {stats.fetch_seconds_total:.6f}",
-        f"jwks_fetch_seconds_count {fetches}",
-        "# HELP jwks_unknown_kid_refetches_total Fetches scheduled because a token named an unknown kid.",
-        "# TYPE jwks_unknown_kid_refetches_total counter",
-        f"jwks_unknown_kid_refetches_total {stats.unknown_kid_refetches}",
-        "# HELP jwks_cooldown_waits_total Requests that waited for the next allowed fetch.",
-        "# TYPE jwks_cooldown_waits_total counter",
-        f"jwks_cooldown_waits_total {stats.cooldown_waits}",
-        "# HELP jwks_keys Usable keys held.",
-        "# TYPE jwks_keys gauge",
-        f"jwks_keys {len(held.keys) if held else 0}",
-        "# HELP jwks_stale_seconds Age of the key set held (-1: none).",
-        "# TYPE jwks_stale_seconds gauge",
-        f"jwks_stale_seconds {stale if stale is not None else -1:.3f}",
-        "# HELP token_cache_lookups_total Verified-token cache lookups.",
-        "# TYPE token_cache_lookups_total counter",
-        f'token_cache_lookups_total{{result="hit"}} {verifier.cache_hits}',
-        f'token_cache_lookups_total{{result="miss"}} {verifier.cache_misses}',
-        "# TYPE token_cache_evictions_total counter",
-        f"token_cache_evictions_total {verifier.cache_evictions}",
-        "# TYPE token_cache_entries gauge",
-        f"token_cache_entries {verifier.cache_size}",
-        "# HELP token_verifications_total Bearer verifications by outcome.",
-        "# TYPE token_verifications_total counter",
-        *(
-            f'token_verifications_total{{outcome="{outcome}"}} {count}'
-            for outcome, count in sorted(verifier.outcomes.items())
-        ),
-        "# TYPE db_pool_connections gauge",
-        f'db_pool_connections{{state="total"}} {resources.pool.get_size()}',
-        f'db_pool_connections{{state="idle"}} {resources.pool.get_idle_size()}',
-    ]
-    lines += request.app.state.request_metrics.render()
-    return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+    service_metrics: ServiceMetrics = request.app.state.metrics
+    return Response(service_metrics.render(), media_type=CONTENT_TYPE)

@@ -1,4 +1,5 @@
-"""Request ids, one structured log line per request, and per-route request metrics.
+"""Request ids on every response, one structured log line per request, per-route request metrics,
+and the 500 for an error nothing else handled (so that it too carries its request id).
 
 The log line never holds the token or the raw user id (a short hash of it instead), so logs can
 be shipped to places with weaker access control than the database.
@@ -13,19 +14,26 @@ import logging
 import re
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import ServiceError
+from .metrics import RequestMetrics
+from .problems import render_error
 
 REQUEST_ID_HEADER = b"x-request-id"
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
-DURATION_BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 UNROUTED = "unrouted"
 KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 )  # answered before routing (401 from the Bearer check, 413, 404)
 
 request_log = logging.getLogger("service.request")
+log = logging.getLogger("service")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class JSONFormatter(logging.Formatter):
@@ -64,46 +72,13 @@ def hash_user(user_id: str) -> str:
     return hashlib.sha256(user_id.encode()).hexdigest()[:16]
 
 
-class RequestMetrics:
-    """Request counts by method, route template and status; duration histograms by route."""
-
-    def __init__(self) -> None:
-        self.counts: dict[tuple[str, str, int], int] = defaultdict(int)
-        self.buckets: dict[str, list[int]] = defaultdict(lambda: [0] * len(DURATION_BUCKETS_SECONDS))
-        self.sums: dict[str, float] = defaultdict(float)
-        self.observations: dict[str, int] = defaultdict(int)
-
-    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.counts[(method, route, status)] += 1
-        buckets = self.buckets[route]
-        for index, bound in enumerate(DURATION_BUCKETS_SECONDS):
-            if seconds <= bound:
-                buckets[index] += 1
-        self.sums[route] += seconds
-        self.observations[route] += 1
-
-    def render(self) -> Iterable[str]:
-        yield "# HELP http_requests_total Requests by method, route template and status."
-        yield "# TYPE http_requests_total counter"
-        for (method, route, status), count in sorted(self.counts.items()):
-            yield f'http_requests_total{{method="{method}",route="{route}",status="{status}"}} {count}'
-        yield "# HELP http_request_duration_seconds Time to the end of the response, by route template."
-        yield "# TYPE http_request_duration_seconds histogram"
-        for route in sorted(self.observations):
-            for bound, count in zip(DURATION_BUCKETS_SECONDS, self.buckets[route], strict=True):
-                yield f'http_request_duration_seconds_bucket{{route="{route}",le="{bound}"}} {count}'
-            yield f'http_request_duration_seconds_bucket{{route="{route}",le="+Inf"}} {self.observations[route]}'
-            yield f'http_request_duration_seconds_sum{{route="{route}"}} {self.sums[route]:.6f}'
-            yield f'http_request_duration_seconds_count{{route="{route}"}} {self.observations[route]}'
-
-
-def parse_networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+def parse_networks(value: str) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip())
 
 
-def client_address(scope: dict, trusted: tuple) -> str | None:
+def client_address(scope: Scope, trusted: Sequence[Network]) -> str | None:
     """The peer, or behind trusted proxies the right-most X-Forwarded-For hop they did not add."""
-    peer = (scope.get("client") or (None,))[0]
+    peer: str | None = (scope.get("client") or (None,))[0]
     if not trusted or peer is None or not _is_trusted(peer, trusted):
         return peer
     hops: list[str] = []
@@ -116,7 +91,7 @@ def client_address(scope: dict, trusted: tuple) -> str | None:
     return hops[0] if hops else peer
 
 
-def _is_trusted(address: str, trusted: tuple) -> bool:
+def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -125,33 +100,48 @@ def _is_trusted(address: str, trusted: tuple) -> bool:
 
 
 class ObservabilityMiddleware:
-    """Outermost: gives every request an id, times it, counts it and logs one line for it."""
+    """Outermost: gives every request an id, times it, counts it and logs one line for it. An
+    exception nothing inside handled becomes a 500 problem here, not in Starlette's outer error
+    middleware, so that it carries the request id and is counted and logged like any answer."""
 
-    def __init__(self, app, metrics: RequestMetrics, *, access_log: bool, trusted_proxies: tuple = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: RequestMetrics,
+        *,
+        access_log: bool,
+        trusted_proxies: Sequence[Network] = (),
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.access_log = access_log
         self.trusted_proxies = trusted_proxies
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = next((v for k, v in scope["headers"] if k == REQUEST_ID_HEADER and _REQUEST_ID.fullmatch(v)), None)
-        request_id = request_id or uuid.uuid4().hex.encode()
+        given = next((v for k, v in scope["headers"] if k == REQUEST_ID_HEADER and _REQUEST_ID.fullmatch(v)), None)
+        request_id: bytes = given or uuid.uuid4().hex.encode()
         scope.setdefault("state", {})["request_id"] = request_id.decode()
         status = 500
+        answered = False
 
-        async def send_with_id(message: dict) -> None:
-            nonlocal status
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
                 message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id)]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error", extra={"request_id": request_id.decode()})
+            if answered or not isinstance(scope, dict):
+                raise  # the answer has begun (or cannot be written here): the server closes the connection
+            await render_error(ServiceError("an unexpected error occurred"), scope, send_with_id)
         finally:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or UNROUTED

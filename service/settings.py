@@ -1,17 +1,24 @@
 """Configuration: read once at start from the environment (and `.env`), frozen afterwards.
 
-Every bad value raises `SettingsError` naming the variable, so start-up fails with one line.
+`Settings` is the one declaration of every variable: type, bounds, default and description.
+`.env.example` and the README's table are generated from it (service/settings_docs.py). Every bad
+value raises `SettingsError` with one line naming the variable, so start-up fails clearly.
 """
 
 from __future__ import annotations
 
-import math
+import ipaddress
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+
+from annotated_types import Ge, Le
+from pydantic import BeforeValidator, Field, FiniteFloat, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,54 +29,509 @@ DEFAULT_ALGORITHMS = ("EdDSA", "ES256", "ES512", "RS256", "PS256")
 SUPPORTED_ALGORITHMS = frozenset(
     {"EdDSA", "Ed25519", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 )
-
-T = TypeVar("T")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 class SettingsError(ValueError):
     """A configuration value is missing or invalid; the message names the variable."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    better_auth_url: str = DEFAULT_BETTER_AUTH_URL
-    jwks_url: str = f"{DEFAULT_BETTER_AUTH_URL}/api/auth/jwks"
-    jwt_issuer: str = DEFAULT_BETTER_AUTH_URL
-    jwt_audience: str = DEFAULT_BETTER_AUTH_URL
-    jwt_algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
-    jwt_leeway_seconds: int = 30
-    max_token_bytes: int = 8192
+def _integer_text(value: object) -> object:
+    # pydantic would read "80.0" and "1_000"; in a config file those are more likely typos.
+    if isinstance(value, str) and not _INTEGER.fullmatch(value):
+        raise ValueError(f"expected an integer, got {value!r}")
+    return value
 
-    jwks_fetch_timeout_seconds: float = 5.0
-    jwks_max_bytes: int = 256 * 1024
-    jwks_refresh_interval_seconds: float = 300.0
-    jwks_min_refetch_interval_seconds: float = 5.0
-    jwks_max_staleness_seconds: float = 24 * 3600.0
-    token_cache_max_entries: int = 10_000
 
-    database_url: str | None = None
-    embedded_pg_data_dir: Path = field(default_factory=lambda: REPO_ROOT / ".data" / "postgres")
-    db_pool_min_size: int = 1
-    db_pool_max_size: int = 10
-    db_pool_acquire_timeout_seconds: float = 2.0
-    db_statement_timeout_ms: int = 5000
-    db_statement_cache_size: int = 100
+def _number_text(value: object) -> object:
+    if isinstance(value, str) and "_" in value:
+        raise ValueError(f"expected a number, got {value!r}")
+    return value
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    max_body_bytes: int = 16 * 1024
-    idempotency_key_ttl_hours: int = 24
-    shutdown_timeout_seconds: float = 20.0
-    cors_origins: tuple[str, ...] = ()
-    trusted_proxies: str = ""
-    log_level: str = "INFO"
-    log_format: str = "json"
-    access_log: bool = True
+
+def _comma_list(value: object) -> object:
+    return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
+
+
+Int = Annotated[int, BeforeValidator(_integer_text)]
+Float = Annotated[FiniteFloat, BeforeValidator(_number_text)]
+# Comma-separated in the environment (NoDecode: not JSON, as pydantic-settings would expect).
+CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_list)]
+
+
+def _section(title: str) -> Any:
+    """Marks the first variable of a group in the generated `.env.example`."""
+    return {"section": title}
+
+
+def _documented(default_doc: str, example: str | None = None) -> Any:
+    """What the docs say for a default that is not a literal (derived, or unset), and an example."""
+    return {"default_doc": default_doc, **({"example": example} if example else {})}
+
+
+class Settings(BaseSettings):
+    """Every variable the service reads. `Settings(**values)` uses only the given values and the
+    defaults; `load_settings()` reads the environment and `.env`."""
+
+    model_config = SettingsConfigDict(frozen=True, hide_input_in_errors=True, validate_default=True)
+
+    # -- Better Auth (the Next.js host) --
+    better_auth_url: str = Field(
+        DEFAULT_BETTER_AUTH_URL,
+        description="Origin of the Next.js app running Better Auth with the jwt() plugin.",
+        json_schema_extra=_section("Better Auth (the Next.js host)"),
+    )
+    jwks_url: str = Field(
+        "",
+        description="Where the public keys are fetched (redirects are not followed).",
+        json_schema_extra=_documented("`{BETTER_AUTH_URL}/api/auth/jwks`", f"{DEFAULT_BETTER_AUTH_URL}/api/auth/jwks"),
+    )
+    jwt_issuer: str = Field(
+        "",
+        description="Accepted `iss` values, comma-separated (e.g. a public and an internal URL).",
+        json_schema_extra=_documented(
+            "origin of `BETTER_AUTH_URL` (with OAUTH_ACCESS_TOKENS: also `OAUTH_AUTHORIZATION_SERVER`)",
+            f"{DEFAULT_BETTER_AUTH_URL},{DEFAULT_BETTER_AUTH_URL}/api/auth",
+        ),
+    )
+    jwt_audience: str = Field(
+        "",
+        description="Accepted `aud` values, comma-separated; a token must name at least one.",
+        json_schema_extra=_documented(
+            "origin of `BETTER_AUTH_URL` (with OAUTH_ACCESS_TOKENS: also `OAUTH_RESOURCE`)", DEFAULT_BETTER_AUTH_URL
+        ),
+    )
+    jwt_algorithms: CommaList = Field(
+        DEFAULT_ALGORITHMS,
+        description="Allow-list of signature algorithms, comma-separated; HS* and none are refused.",
+    )
+    jwt_leeway_seconds: Int = Field(
+        30, ge=0, le=300, description="Clock skew tolerated on exp, nbf and iat, in seconds."
+    )
+    max_token_bytes: Int = Field(8192, ge=512, le=65536, description="Longest Bearer token accepted, in bytes.")
+    jwt_max_lifetime_seconds: Int = Field(
+        86400,
+        ge=60,
+        le=366 * 86400,
+        description="Longest lifetime (`exp` - `iat`) a token may claim, in seconds; longer ones are refused.",
+    )
+
+    # -- OAuth access tokens --
+    oauth_access_tokens: bool = Field(
+        False,
+        description=(
+            "Also accept @better-auth/oauth-provider access tokens (typ at+jwt); they need scope"
+            " tasks:read (GET, HEAD) or tasks:write (the rest)."
+        ),
+        json_schema_extra=_section("OAuth access tokens (@better-auth/oauth-provider)"),
+    )
+    oauth_resource: str = Field(
+        "",
+        description=(
+            "This service's public URL: the `resource` clients request and the `aud` of their tokens;"
+            " required with OAUTH_ACCESS_TOKENS."
+        ),
+        json_schema_extra=_documented("unset", "https://tasks.example.com"),
+    )
+    oauth_authorization_server: str = Field(
+        "",
+        description="The issuer that grants tokens, in /.well-known/oauth-protected-resource.",
+        json_schema_extra=_documented("`{BETTER_AUTH_URL}/api/auth`", f"{DEFAULT_BETTER_AUTH_URL}/api/auth"),
+    )
+
+    # -- Sign-out --
+    session_check: Literal["off", "http"] = Field(
+        "off",
+        description=(
+            "off: tokens are trusted until exp; http: each token's `sid` is checked at SESSION_CHECK_URL"
+            " (cached SESSION_CHECK_CACHE_SECONDS)."
+        ),
+        json_schema_extra=_section("Sign-out (session check)"),
+    )
+    session_check_url: str = Field(
+        "",
+        description="The session-status endpoint (the sessionStatus plugin in the README).",
+        json_schema_extra=_documented(
+            "`{BETTER_AUTH_URL}/api/auth/session-status`", f"{DEFAULT_BETTER_AUTH_URL}/api/auth/session-status"
+        ),
+    )
+    session_check_secret: SecretStr | None = Field(
+        None,
+        description="Shared secret sent as a Bearer token to SESSION_CHECK_URL; required with SESSION_CHECK=http.",
+        json_schema_extra=_documented("unset", "a-long-random-string"),
+    )
+    session_check_cache_seconds: Float = Field(
+        5.0, ge=0, le=300, description="How long an answer about a session is reused, in seconds."
+    )
+    session_check_timeout_seconds: Float = Field(
+        2.0, ge=0.05, le=30, description="Deadline of one session check, in seconds."
+    )
+    session_check_on_error: Literal["closed", "open"] = Field(
+        "closed",
+        description="When the check cannot be made: closed refuses the request (503), open lets it through.",
+    )
+
+    # -- Key cache --
+    jwks_fetch_timeout_seconds: Float = Field(
+        5.0,
+        ge=0.1,
+        le=60,
+        description="Total deadline of one JWKS fetch, in seconds.",
+        json_schema_extra=_section("Key cache"),
+    )
+    jwks_max_bytes: Int = Field(256 * 1024, ge=1024, description="Largest JWKS body accepted, in bytes.")
+    jwks_refresh_interval_seconds: Float = Field(
+        300.0, ge=1, description="Background refresh period, in seconds: routine fetches never delay a request."
+    )
+    jwks_min_refetch_interval_seconds: Float = Field(
+        5.0,
+        ge=0,
+        le=600,
+        description="Least time between two fetches for unknown kids, from the last attempt, in seconds.",
+    )
+    jwks_max_staleness_seconds: Float = Field(
+        24 * 3600.0, ge=1, description="How long the last good keys serve while the JWKS host fails, in seconds."
+    )
+    jwks_max_retry_after_seconds: Float = Field(
+        300.0,
+        ge=1,
+        le=3600,
+        description="Longest X-Retry-After / Retry-After of a 429 or 503 from the JWKS host that is honoured, in seconds.",
+    )
+    jwks_file: Path | None = Field(
+        None,
+        description="Read the keys from this JWKS file instead of JWKS_URL; reloaded when it changes.",
+        json_schema_extra=_documented("unset (keys fetched from JWKS_URL)", "/etc/tasks/jwks.json"),
+    )
+    jwks_file_poll_seconds: Float = Field(
+        2.0, ge=0.1, le=3600, description="How often JWKS_FILE is checked for a change (mtime, size), in seconds."
+    )
+    token_cache_max_entries: Int = Field(
+        10_000, ge=0, description="Verified tokens remembered until their exp (0: no cache)."
+    )
+
+    # -- Database --
+    database_url: SecretStr | None = Field(
+        None,
+        description="A postgresql:// DSN (libpq sslmode honoured); unset: an embedded PostgreSQL runs with the service.",
+        json_schema_extra={
+            **_section("Database"),
+            **_documented(
+                "unset (embedded PostgreSQL)", "postgresql://tasks:secret@db.example.com:5432/tasks?sslmode=require"
+            ),
+        },
+    )
+    embedded_pg_data_dir: Path = Field(
+        default_factory=lambda: REPO_ROOT / ".data" / "postgres",
+        description="Data folder of the embedded server, kept across restarts.",
+        json_schema_extra=_documented("`.data/postgres` in the repository", ".data/postgres"),
+    )
+    db_pool_min_size: Int = Field(1, ge=0, le=1000, description="Connections the pool keeps open, per worker process.")
+    db_pool_max_size: Int = Field(10, ge=1, le=1000, description="Most connections the pool opens, per worker process.")
+    db_pool_acquire_timeout_seconds: Float = Field(
+        2.0, ge=0.01, le=60, description="How long a request waits for a free connection before a 503, in seconds."
+    )
+    db_statement_timeout_ms: Int = Field(
+        5000, ge=0, description="statement_timeout of each request's transaction, in milliseconds (0: none)."
+    )
+    db_statement_cache_size: Int = Field(
+        100,
+        ge=0,
+        le=100_000,
+        description="asyncpg's prepared-statement cache; 0 behind pgbouncer in transaction mode (Neon, Supabase poolers).",
+    )
+
+    # -- HTTP --
+    host: str = Field("127.0.0.1", min_length=1, description="Listen address.", json_schema_extra=_section("HTTP"))
+    port: Int = Field(8000, ge=0, le=65535, description="Listen port.")
+    workers: Int = Field(
+        1, ge=1, le=256, description="Server processes, each with its own pool and key cache; /metrics sums them all."
+    )
+    shutdown_timeout_seconds: Float = Field(
+        20.0, ge=0, le=600, description="After SIGTERM, how long in-flight requests may finish, in seconds."
+    )
+    cors_origins: CommaList = Field(
+        (),
+        description="Browser origins allowed to call the API directly, comma-separated; empty: no CORS headers.",
+        json_schema_extra=_documented("empty (no CORS)", "https://app.example.com"),
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="IPs or networks whose X-Forwarded-For is believed for client addresses in logs, comma-separated.",
+        json_schema_extra=_documented("empty", "10.0.0.0/8"),
+    )
+    max_body_bytes: Int = Field(
+        16 * 1024, ge=256, le=10 * 1024 * 1024, description="Largest request body accepted, in bytes (413 beyond)."
+    )
+    max_header_bytes: Int = Field(
+        16 * 1024,
+        ge=4096,
+        le=128 * 1024,
+        description="Largest request line and headers accepted, in bytes (431 beyond).",
+    )
+    header_timeout_seconds: Float = Field(
+        10.0,
+        ge=0.1,
+        le=60,
+        description="Time to send the request line and headers, in seconds (408 and closed beyond); also the"
+        " grace period before a body's upload rate is checked.",
+    )
+    min_body_bytes_per_second: Int = Field(
+        1024, ge=1, le=10 * 1024 * 1024, description="Slowest average body upload accepted, in bytes/s (cut below)."
+    )
+    max_connections: Int = Field(
+        1000, ge=1, le=100_000, description="Requests served at once per process (503 with Retry-After beyond)."
+    )
+    idempotency_key_ttl_hours: Int = Field(
+        24, ge=1, le=24 * 365, description="How long an Idempotency-Key is remembered, in hours."
+    )
+    idempotency_sweep_interval_seconds: Float = Field(
+        300.0, ge=1, le=86400, description="How often expired Idempotency-Keys of every user are deleted, in seconds."
+    )
+    max_tasks_per_user: Int = Field(
+        10_000, ge=1, le=10_000_000, description="Most tasks one user may hold (409 task_limit_reached beyond)."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="DEBUG, INFO, WARNING or ERROR."
+    )
+    log_format: Literal["json", "text"] = Field("json", description="json (one object per line) or text.")
+    access_log: bool = Field(
+        True, description="One log line per request: request id, method, route, status, duration, hashed user id."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only what the caller passes: the environment is read by load_settings, and only there.
+        return (init_settings,)
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError(_one_line(exc)) from None
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some values changed, validated like the original."""
+        return type(self)(**{**{name: getattr(self, name) for name in type(self).model_fields}, **changes})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_from_better_auth_url(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        base = str(data.get("better_auth_url") or DEFAULT_BETTER_AUTH_URL).strip().rstrip("/")
+        origin = origin_of(base)
+        authorization_server = str(data.get("oauth_authorization_server") or f"{base}/api/auth")
+        issuers, audiences = [origin], [origin]
+        if _truthy(data.get("oauth_access_tokens")):
+            # Better Auth's OAuth provider puts its baseURL (with the basePath) in `iss`, and the
+            # requested resource in `aud`.
+            issuers.append(authorization_server)
+            audiences.append(str(data.get("oauth_resource") or "").strip())
+        derived = {
+            "jwks_url": f"{base}/api/auth/jwks",
+            "jwt_issuer": ",".join(dict.fromkeys(filter(None, issuers))),
+            "jwt_audience": ",".join(dict.fromkeys(filter(None, audiences))),
+            "oauth_authorization_server": authorization_server,
+            "session_check_url": f"{base}/api/auth/session-status",
+        }
+        return {**data, **{name: value for name, value in derived.items() if not data.get(name)}}
+
+    @property
+    def jwt_issuers(self) -> tuple[str, ...]:
+        return _split(self.jwt_issuer)
+
+    @property
+    def jwt_audiences(self) -> tuple[str, ...]:
+        return _split(self.jwt_audience)
+
+    @field_validator("jwt_issuer", "jwt_audience")
+    @classmethod
+    def _claim_values(cls, value: str) -> str:
+        values = _split(value)
+        if not values:
+            raise ValueError("at least one value is required")
+        return ",".join(values)
+
+    @field_validator("oauth_resource", "oauth_authorization_server")
+    @classmethod
+    def _optional_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if value and (parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment):
+            raise ValueError(f"expected an http(s) URL without fragment, got {value!r}")
+        return value
+
+    @field_validator("better_auth_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError(f"expected an http(s) URL without query, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("jwks_url", "session_check_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"expected an http(s) URL, got {value!r}")
+        return value
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _algorithms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        algorithms = tuple(dict.fromkeys(value))
+        if not algorithms:
+            raise ValueError("at least one algorithm is required")
+        for alg in algorithms:
+            if alg.upper().startswith("HS") or alg.lower() == "none":
+                raise ValueError(f"{alg} is refused (only asymmetric algorithms are verified)")
+            if alg not in SUPPORTED_ALGORITHMS:
+                raise ValueError(f"unknown algorithm {alg!r}; supported: {', '.join(sorted(SUPPORTED_ALGORITHMS))}")
+        return algorithms
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and urlsplit(value.get_secret_value()).scheme not in ("postgres", "postgresql"):
+            raise ValueError("expected a postgresql:// URL")  # never echo it: it may hold a password
+        return value
+
+    @field_validator("embedded_pg_data_dir")
+    @classmethod
+    def _data_dir(cls, value: Path) -> Path:
+        if not str(value):
+            raise ValueError("must not be empty")
+        return value.resolve()
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        origins = tuple(origin.rstrip("/") for origin in value)
+        for origin in origins:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+        return origins
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(f"{part!r} is not an IP address or network") from None
+        return value
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _case(cls, value: object, info: Any) -> object:
+        if not isinstance(value, str):
+            return value
+        return value.upper() if info.field_name == "log_level" else value.lower()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.db_pool_min_size > self.db_pool_max_size:
+            raise ValueError("DB_POOL_MIN_SIZE: must not exceed DB_POOL_MAX_SIZE")
+        if self.jwks_max_staleness_seconds < self.jwks_refresh_interval_seconds:
+            raise ValueError("JWKS_MAX_STALENESS_SECONDS: must be at least JWKS_REFRESH_INTERVAL_SECONDS")
+        if self.max_header_bytes < self.max_token_bytes + 2048:
+            raise ValueError("MAX_HEADER_BYTES: must be at least MAX_TOKEN_BYTES + 2048")
+        if self.oauth_access_tokens and not self.oauth_resource:
+            raise ValueError("OAUTH_RESOURCE: required with OAUTH_ACCESS_TOKENS=true (this service's public URL)")
+        if self.session_check == "http" and self.session_check_secret is None:
+            raise ValueError("SESSION_CHECK_SECRET: required with SESSION_CHECK=http")
+        return self
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+
+
+def _truthy(value: object) -> bool:
+    """A boolean as pydantic reads it, for deriving defaults before validation."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on", "t", "y")
+    return value is True
+
+
+def origin_of(url: str) -> str:
+    """scheme://host[:port], what Better Auth puts in `iss` and `aud`."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def variable_of(field: str) -> str:
+    return field.upper()
+
+
+def _bounds(field: str) -> str:
+    metadata = Settings.model_fields[field].metadata
+    low = next((m.ge for m in metadata if isinstance(m, Ge)), None)
+    high = next((m.le for m in metadata if isinstance(m, Le)), None)
+    return f"between {low} and {high}" if high is not None else f">= {low}"
+
+
+def _one_line(exc: ValidationError) -> str:
+    """The first error, as `VARIABLE: what is wrong, got 'value'`."""
+    error: ErrorDetails = exc.errors(include_url=False)[0]
+    if not error["loc"]:  # a rule across fields: its message names the variable
+        return str(error.get("ctx", {}).get("error", error["msg"]))
+    field = str(error["loc"][0])
+    shown = "" if field in ("database_url", "session_check_secret") else f", got {error['input']!r}"
+    kind = error["type"]
+    if kind == "value_error":
+        message = str(error.get("ctx", {}).get("error", error["msg"]))
+    elif kind in ("int_parsing", "int_type", "int_from_float"):
+        message = f"expected an integer{shown}"
+    elif kind in ("float_parsing", "float_type"):
+        message = f"expected a number{shown}"
+    elif kind == "finite_number":
+        message = f"must be a finite number{shown}"
+    elif kind in ("greater_than_equal", "less_than_equal"):
+        message = f"must be {_bounds(field)}{shown}"
+    elif kind == "bool_parsing":
+        message = f"expected true or false{shown}"
+    elif kind == "literal_error":
+        message = f"expected {error.get('ctx', {}).get('expected', 'another value')}{shown}"
+    else:
+        message = f"{error['msg'][0].lower()}{error['msg'][1:]}{shown}"
+    return f"{variable_of(field)}: {message}"
+
+
+class _EnvironmentSource(EnvSettingsSource):
+    """pydantic-settings' environment source, over one mapping (the environment above `.env`)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls, case_sensitive=False)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # Upper-case names only, as documented: a stray lower-case `port` is not ours. Empty: unset.
+        return {name.lower(): value for name, value in self._environ.items() if name.isupper() and value}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Settings:
+    """Build Settings from the process environment, with `.env` values underneath it. Surrounding
+    spaces are dropped; an empty value keeps the default."""
+    env = dict(read_dotenv(dotenv if dotenv is not None else Path.cwd() / ".env"))
+    env.update(os.environ if environ is None else environ)
+    stripped = {name: value.strip() for name, value in env.items()}
+    return Settings(_build_sources=((_EnvironmentSource(Settings, stripped),), {}))
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
-    """Parse a minimal `.env`: KEY=VALUE lines, `#` comments, optional matching quotes."""
+    """Parse a minimal `.env`: KEY=VALUE lines, `#` comments, optional matching quotes. Stricter than
+    python-dotenv on purpose: a malformed line stops start-up, naming the file and line."""
     values: dict[str, str] = {}
     if not path.is_file():
         return values
@@ -89,169 +551,3 @@ def read_dotenv(path: Path) -> dict[str, str]:
             value = value.split(" #", 1)[0].rstrip()  # an inline comment after an unquoted value
         values[key.strip()] = value
     return values
-
-
-def _base_url(name: str, value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise SettingsError(f"{name}: expected an http(s) URL without query, got {value!r}")
-    return value.rstrip("/")
-
-
-def origin_of(url: str) -> str:
-    """scheme://host[:port], what Better Auth puts in `iss` and `aud`."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def _http_url(name: str, value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise SettingsError(f"{name}: expected an http(s) URL, got {value!r}")
-    return value
-
-
-def _algorithms(name: str, value: str) -> tuple[str, ...]:
-    algorithms = tuple(dict.fromkeys(a.strip() for a in value.split(",") if a.strip()))
-    if not algorithms:
-        raise SettingsError(f"{name}: at least one algorithm is required")
-    for alg in algorithms:
-        if alg.upper().startswith("HS") or alg.lower() == "none":
-            raise SettingsError(f"{name}: {alg} is refused (only asymmetric algorithms are verified)")
-        if alg not in SUPPORTED_ALGORITHMS:
-            raise SettingsError(
-                f"{name}: unknown algorithm {alg!r}; supported: {', '.join(sorted(SUPPORTED_ALGORITHMS))}"
-            )
-    return algorithms
-
-
-def _number(kind: Callable[[str], T], minimum: float, maximum: float | None = None) -> Callable[[str, str], T]:
-    def parse(name: str, value: str) -> T:
-        noun = "an integer" if kind is int else "a number"
-        try:
-            if "_" in value:  # Python would read 1_000; in a config file it is more likely a typo
-                raise ValueError
-            number = kind(value)
-        except ValueError:
-            raise SettingsError(f"{name}: expected {noun}, got {value!r}") from None
-        if not math.isfinite(number):
-            raise SettingsError(f"{name}: must be a finite number, got {value!r}")
-        if number < minimum or (maximum is not None and number > maximum):  # type: ignore[operator]
-            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-            raise SettingsError(f"{name}: must be {bound}, got {value!r}")
-        return number
-
-    return parse
-
-
-def _database_url(name: str, value: str) -> str:
-    if urlsplit(value).scheme not in ("postgres", "postgresql"):
-        raise SettingsError(f"{name}: expected a postgresql:// URL")
-    return value
-
-
-def _log_level(name: str, value: str) -> str:
-    level = value.upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise SettingsError(f"{name}: expected DEBUG, INFO, WARNING or ERROR, got {value!r}")
-    return level
-
-
-def _log_format(name: str, value: str) -> str:
-    if value.lower() not in ("json", "text"):
-        raise SettingsError(f"{name}: expected json or text, got {value!r}")
-    return value.lower()
-
-
-def _boolean(name: str, value: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{name}: expected true or false, got {value!r}")
-
-
-def _origins(name: str, value: str) -> tuple[str, ...]:
-    origins = tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
-    for origin in origins:
-        parts = urlsplit(origin)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
-            raise SettingsError(f"{name}: {origin!r} is not an origin like https://app.example.com")
-    return origins
-
-
-def _networks(name: str, value: str) -> str:
-    import ipaddress
-
-    for part in value.split(","):
-        if part.strip():
-            try:
-                ipaddress.ip_network(part.strip(), strict=False)
-            except ValueError:
-                raise SettingsError(f"{name}: {part.strip()!r} is not an IP address or network") from None
-    return value
-
-
-def _text(name: str, value: str) -> str:
-    if not value:
-        raise SettingsError(f"{name}: must not be empty")
-    return value
-
-
-# variable -> (field, parser). Order matters only for error messages.
-_PARSERS: dict[str, tuple[str, Callable[[str, str], object]]] = {
-    "JWT_ALGORITHMS": ("jwt_algorithms", _algorithms),
-    "JWT_LEEWAY_SECONDS": ("jwt_leeway_seconds", _number(int, 0, 300)),
-    "MAX_TOKEN_BYTES": ("max_token_bytes", _number(int, 512, 65536)),
-    "JWKS_FETCH_TIMEOUT_SECONDS": ("jwks_fetch_timeout_seconds", _number(float, 0.1, 60)),
-    "JWKS_MAX_BYTES": ("jwks_max_bytes", _number(int, 1024)),
-    "JWKS_REFRESH_INTERVAL_SECONDS": ("jwks_refresh_interval_seconds", _number(float, 1)),
-    "JWKS_MIN_REFETCH_INTERVAL_SECONDS": ("jwks_min_refetch_interval_seconds", _number(float, 0, 600)),
-    "JWKS_MAX_STALENESS_SECONDS": ("jwks_max_staleness_seconds", _number(float, 1)),
-    "TOKEN_CACHE_MAX_ENTRIES": ("token_cache_max_entries", _number(int, 0)),
-    "DATABASE_URL": ("database_url", _database_url),
-    "EMBEDDED_PG_DATA_DIR": ("embedded_pg_data_dir", lambda name, value: Path(_text(name, value)).resolve()),
-    "DB_POOL_MIN_SIZE": ("db_pool_min_size", _number(int, 0, 1000)),
-    "DB_POOL_MAX_SIZE": ("db_pool_max_size", _number(int, 1, 1000)),
-    "DB_POOL_ACQUIRE_TIMEOUT_SECONDS": ("db_pool_acquire_timeout_seconds", _number(float, 0.01, 60)),
-    "DB_STATEMENT_TIMEOUT_MS": ("db_statement_timeout_ms", _number(int, 0)),
-    "DB_STATEMENT_CACHE_SIZE": ("db_statement_cache_size", _number(int, 0, 100_000)),
-    "HOST": ("host", _text),
-    "PORT": ("port", _number(int, 0, 65535)),
-    "WORKERS": ("workers", _number(int, 1, 256)),
-    "MAX_BODY_BYTES": ("max_body_bytes", _number(int, 256, 10 * 1024 * 1024)),
-    "IDEMPOTENCY_KEY_TTL_HOURS": ("idempotency_key_ttl_hours", _number(int, 1, 24 * 365)),
-    "SHUTDOWN_TIMEOUT_SECONDS": ("shutdown_timeout_seconds", _number(float, 0, 600)),
-    "CORS_ORIGINS": ("cors_origins", _origins),
-    "TRUSTED_PROXIES": ("trusted_proxies", _networks),
-    "LOG_LEVEL": ("log_level", _log_level),
-    "LOG_FORMAT": ("log_format", _log_format),
-    "ACCESS_LOG": ("access_log", _boolean),
-}
-
-
-def load_settings(environ: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Settings:
-    """Build Settings from the process environment, with `.env` values underneath it."""
-    env = dict(read_dotenv(dotenv if dotenv is not None else Path.cwd() / ".env"))
-    env.update(os.environ if environ is None else environ)
-    env = {k: v.strip() for k, v in env.items()}
-
-    base = _base_url("BETTER_AUTH_URL", env.get("BETTER_AUTH_URL") or DEFAULT_BETTER_AUTH_URL)
-    values: dict[str, object] = {
-        "better_auth_url": base,
-        "jwks_url": _http_url("JWKS_URL", env.get("JWKS_URL") or f"{base}/api/auth/jwks"),
-        "jwt_issuer": env.get("JWT_ISSUER") or origin_of(base),
-        "jwt_audience": env.get("JWT_AUDIENCE") or origin_of(base),
-    }
-    for variable, (name, parse) in _PARSERS.items():
-        raw = env.get(variable)
-        if raw:  # unset or empty: keep the default
-            values[name] = parse(variable, raw)
-
-    settings = Settings(**values)  # type: ignore[arg-type]
-    if settings.db_pool_min_size > settings.db_pool_max_size:
-        raise SettingsError("DB_POOL_MIN_SIZE: must not exceed DB_POOL_MAX_SIZE")
-    if settings.jwks_max_staleness_seconds < settings.jwks_refresh_interval_seconds:
-        raise SettingsError("JWKS_MAX_STALENESS_SECONDS: must be at least JWKS_REFRESH_INTERVAL_SECONDS")
-    return settings

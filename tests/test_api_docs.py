@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 import pytest
 from fastapi.routing import APIRoute
+
+from service.tasks.params import inputs_of
+from service.tasks.routes import router as tasks_router
+from support.app import assert_problem, create
 
 ERRORS = {401, 403, 422, 503}
 # (method, path) -> statuses the route's code can answer (see service/tasks/routes.py)
@@ -20,6 +25,7 @@ EXPECTED = {
     ("GET", "/healthz"): {200},
     ("GET", "/readyz"): {200, 503},
     ("GET", "/metrics"): {200},
+    ("GET", "/.well-known/oauth-protected-resource"): {200, 404},
 }
 HEADERS = {
     ("GET", "/api/{user_id}/tasks", "200"): {"Link", "X-Request-ID"},
@@ -93,24 +99,66 @@ async def test_docs_page_is_served(client):
     assert response.status_code == 200 and "swagger" in response.text.lower()
 
 
-PARAMETERS = {
-    ("GET", "/api/{user_id}/tasks"): {"user_id", "status", "sort", "q", "limit", "cursor"},
-    ("POST", "/api/{user_id}/tasks"): {"user_id", "Idempotency-Key"},
-    ("GET", "/api/{user_id}/tasks/{task_id}"): {"user_id", "task_id"},
-    ("PUT", "/api/{user_id}/tasks/{task_id}"): {"user_id", "task_id", "If-Match"},
-    ("PATCH", "/api/{user_id}/tasks/{task_id}"): {"user_id", "task_id", "If-Match"},
-    ("PATCH", "/api/{user_id}/tasks/{task_id}/complete"): {"user_id", "task_id", "If-Match"},
-    ("DELETE", "/api/{user_id}/tasks/{task_id}"): {"user_id", "task_id", "If-Match"},
-}
+# -- parameters: each route's declaration (service/tasks/params.Inputs) is the only list ------------
+
+DECLARED = [
+    (method, route.path, inputs)
+    for route in tasks_router.routes
+    if isinstance(route, APIRoute) and (inputs := inputs_of(route.endpoint)) is not None
+    for method in sorted(route.methods)
+]
+VALID_BODY = {"title": "t", "description": "", "completed": False}
 
 
-@pytest.mark.parametrize("key", list(PARAMETERS), ids=[" ".join(k) for k in PARAMETERS])
-async def test_parameters_are_documented_once_and_path_ones_are_required(spec, key):
-    method, path = key
+def test_every_tasks_route_declares_its_inputs():
+    api = {(m, r.path) for r in tasks_router.routes if isinstance(r, APIRoute) for m in r.methods}
+    assert {(method, path) for method, path, _ in DECLARED} == api
+    assert api == {key for key in EXPECTED if key[1].startswith("/api/")}
+
+
+@pytest.mark.parametrize("method, path, inputs", [pytest.param(*d, id=f"{d[0]} {d[1]}") for d in DECLARED])
+async def test_parameters_are_documented_as_declared_once_and_path_ones_are_required(spec, method, path, inputs):
     parameters = operation(spec, method, path).get("parameters", [])
-    names = [p["name"] for p in parameters]
-    assert sorted(names) == sorted(PARAMETERS[key])  # each once
+    assert [(p["name"], p["in"]) for p in parameters] == [(p.name, p.location) for p in inputs.params]
     in_path = {p["name"] for p in parameters if p["in"] == "path"}
     assert in_path == set(re.findall(r"{(\w+)}", path))
     assert all(p["required"] for p in parameters if p["in"] == "path")
     assert all("type" in p["schema"] for p in parameters)
+    body = operation(spec, method, path).get("requestBody")
+    if inputs.body is None:
+        assert body is None
+    else:
+        assert body["content"]["application/json"]["schema"]["title"] == inputs.body.__name__
+
+
+def invalid_value(schema: dict) -> str:
+    """A value the schema refuses."""
+    if "enum" in schema:
+        return "not-one-of-them"
+    if schema["type"] == "integer":
+        return "x"
+    return "x" * (schema["maxLength"] + 1)
+
+
+@pytest.mark.parametrize(
+    "method, path, inputs, param",
+    [pytest.param(*d, p, id=f"{d[0]} {d[1]} {p.name}") for d in DECLARED for p in d[2].params],
+)
+async def test_every_declared_parameter_is_enforced(client, alice, method, path, inputs, param):
+    """What the documentation promises for a parameter is what the route refuses: 422 naming it."""
+    task = await create(client, alice)
+    values = {"user_id": quote(alice.id, safe=""), "task_id": str(task["id"])}
+    headers, query = dict(alice.headers), {}
+    bad = invalid_value(param.schema)
+    if param.location == "path":
+        values[param.name] = bad
+    elif param.location == "query":
+        query[param.name] = bad
+    else:
+        headers[param.name] = bad
+    url = path.format(**values)
+    response = await client.request(
+        method, url, params=query, headers=headers, json=VALID_BODY if inputs.body else None
+    )
+    problem = assert_problem(response, 422, "validation_failed")
+    assert param.name in {error["field"] for error in problem["errors"]}

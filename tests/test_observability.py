@@ -1,4 +1,5 @@
-"""Request ids, one structured log line per request (never the token), metrics, CORS, proxies."""
+"""Request ids on every answer (a 500 and middleware answers too), one structured log line per
+request (never the token), request metrics, CORS, proxies."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 import pytest
 
 from service.observability import JSONFormatter, client_address, hash_user, parse_networks
-from support.app import create
+from support.app import assert_problem, create
 
 
 async def test_request_id_is_echoed_when_sane_and_generated_otherwise(client):
@@ -90,3 +91,64 @@ async def test_unknown_methods_share_one_metrics_label(client):
         await client.request(f"X{i}", "/healthz")
     text = (await client.get("/metrics")).text
     assert 'method="other"' in text and 'method="X0"' not in text
+
+
+async def broken_route() -> None:
+    raise RuntimeError("connection to 10.1.2.3 refused")  # internals that must stay in the log
+
+
+@pytest.fixture
+async def client_with_a_broken_route(client):
+    client.app.add_api_route("/broken", broken_route, methods=["GET"])
+    return client
+
+
+async def test_an_unhandled_error_is_a_500_problem_with_the_request_id(client_with_a_broken_route, caplog):
+    client = client_with_a_broken_route
+    caplog.set_level(logging.INFO)
+    response = await client.get("/broken", headers={"X-Request-ID": "req-500"})
+    body = assert_problem(response, 500, "internal_error")
+    assert response.headers["x-request-id"] == "req-500"
+    assert "10.1.2.3" not in response.text and "RuntimeError" not in response.text, body
+    logged = [r for r in caplog.records if r.getMessage() == "unhandled error"]
+    assert len(logged) == 1 and logged[0].exc_info and getattr(logged[0], "request_id", None) == "req-500"
+    line = next(r for r in caplog.records if r.name == "service.request")
+    assert (line.status, line.request_id, line.route) == (500, "req-500", "/broken")  # type: ignore[attr-defined]
+    text = (await client.get("/metrics")).text
+    assert 'http_requests_total{method="GET",route="/broken",status="500"} 1.0' in text
+
+
+async def test_an_unhandled_error_gets_a_generated_request_id_too(client_with_a_broken_route):
+    response = await client_with_a_broken_route.get("/broken")
+    assert_problem(response, 500, "internal_error")
+    assert len(response.headers["x-request-id"]) == 32
+
+
+@pytest.mark.parametrize(
+    "request_args, status, code",
+    [
+        pytest.param({"method": "GET", "headers": {}}, 401, "missing_token", id="bearer-check-no-token"),
+        pytest.param(
+            {"method": "GET", "headers": {"Authorization": "Bearer not.a.token"}}, 401, "invalid_token", id="bad-token"
+        ),
+        pytest.param(
+            {"method": "POST", "content": b"x" * 20_000, "headers": {"Content-Type": "application/json"}},
+            413,
+            "payload_too_large",
+            id="body-limit",
+        ),
+    ],
+)
+async def test_answers_rendered_by_middleware_carry_the_request_id(client, alice, request_args, status, code):
+    headers = {**(alice.headers if status == 413 else {}), **request_args["headers"], "X-Request-ID": "req-mw"}
+    args = {k: v for k, v in request_args.items() if k != "headers"}
+    response = await client.request(url=alice.url(), headers=headers, **args)
+    assert_problem(response, status, code)
+    assert response.headers["x-request-id"] == "req-mw"
+
+
+async def test_cors_preflight_answer_carries_the_request_id(start_app, alice):
+    async with start_app(cors_origins=("https://app.example.com",)) as client:
+        preflight = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET"}
+        response = await client.options(alice.url(), headers={**preflight, "X-Request-ID": "req-cors"})
+        assert response.status_code == 200 and response.headers["x-request-id"] == "req-cors"

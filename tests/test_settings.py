@@ -1,15 +1,17 @@
-"""service/settings.py: defaults, one error per bad variable, `.env` parsing and precedence."""
+"""service/settings.py: defaults, one error per bad variable, `.env` parsing and precedence, secrets
+kept out of repr, and the docs generated from the declaration."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
+from service import settings_docs
 from service.settings import DEFAULT_ALGORITHMS, Settings, SettingsError, load_settings, read_dotenv
 
 
@@ -83,7 +85,8 @@ def test_values_are_parsed_to_their_types(no_dotenv):
     assert settings.jwks_fetch_timeout_seconds == 2.5
     assert settings.jwt_algorithms == ("ES256", "EdDSA")  # stripped, de-duplicated, order kept
     assert settings.log_level == "DEBUG"
-    assert settings.database_url == "postgresql://u:p@db:5432/tasks"
+    assert settings.database_url is not None
+    assert settings.database_url.get_secret_value() == "postgresql://u:p@db:5432/tasks"
     assert (settings.db_pool_min_size, settings.db_pool_max_size) == (3, 3)
 
 
@@ -126,6 +129,11 @@ def test_empty_value_keeps_the_default(no_dotenv):
         pytest.param("JWT_ALGORITHMS", " , ,", id="alg-empty-list"),
         pytest.param("LOG_LEVEL", "verbose", id="log-level-unknown"),
         pytest.param("DB_POOL_MIN_SIZE", "11", id="pool-min-above-default-max"),
+        pytest.param("MAX_HEADER_BYTES", "2048", id="header-bytes-below-bound"),
+        pytest.param("MAX_HEADER_BYTES", "9000", id="header-bytes-no-room-for-the-token"),
+        pytest.param("HEADER_TIMEOUT_SECONDS", "0", id="header-timeout-zero"),
+        pytest.param("MIN_BODY_BYTES_PER_SECOND", "0", id="body-rate-zero"),
+        pytest.param("MAX_CONNECTIONS", "0", id="connections-zero"),
     ],
 )
 def test_invalid_value_raises_settings_error_naming_the_variable(no_dotenv, variable, value):
@@ -142,8 +150,8 @@ def test_pool_min_size_above_max_size_is_refused(no_dotenv):
 
 def test_settings_are_frozen(no_dotenv):
     settings = load_settings(environ={}, dotenv=no_dotenv)
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        settings.port = 1  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="frozen"):
+        settings.port = 1
     assert settings.port == 8000
 
 
@@ -223,7 +231,79 @@ def test_python_m_service_with_bad_variable_exits_with_one_line_naming_it(tmp_pa
         text=True,
         timeout=60,
     )
-    assert result.returncode != 0
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "PORT" in lines[0] and "abc" in lines[0]
+    assert result.returncode == 2
+    assert result.stderr == "configuration error: PORT: expected an integer, got 'abc'\n"
+
+
+SECRET_DSN = "postgresql://tasks:s3cret-pw@db.internal:5432/tasks?sslpassword=key-pass"
+
+
+def test_repr_and_str_never_show_the_database_url(no_dotenv):
+    settings = load_settings(environ={"DATABASE_URL": SECRET_DSN}, dotenv=no_dotenv)
+    for shown in (repr(settings), str(settings), repr(settings.model_dump())):
+        assert "s3cret-pw" not in shown and "key-pass" not in shown, shown
+    assert "database_url=SecretStr('**********')" in repr(settings)
+    assert settings.database_url is not None and settings.database_url.get_secret_value() == SECRET_DSN
+
+
+def test_a_refused_database_url_is_not_echoed_in_the_error(no_dotenv):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ={"DATABASE_URL": SECRET_DSN.replace("postgresql", "mysql")}, dotenv=no_dotenv)
+    assert str(caught.value) == "DATABASE_URL: expected a postgresql:// URL"
+
+
+def test_lower_case_names_are_not_read(no_dotenv):
+    assert load_settings(environ={"port": "9000", "Port": "9001"}, dotenv=no_dotenv).port == 8000
+
+
+@pytest.mark.parametrize(
+    "values, variable",
+    [
+        pytest.param({"port": 70000}, "PORT", id="port-too-large"),
+        pytest.param({"jwt_algorithms": ("HS256",)}, "JWT_ALGORITHMS", id="symmetric-algorithm"),
+        pytest.param({"db_pool_min_size": 5, "db_pool_max_size": 2}, "DB_POOL_MIN_SIZE", id="pool-bounds"),
+    ],
+)
+def test_settings_built_in_code_are_validated_like_the_environment(values, variable):
+    with pytest.raises(SettingsError, match=rf"^{variable}: "):
+        Settings(**values)
+    with pytest.raises(SettingsError, match=rf"^{variable}: "):
+        Settings().replace(**values)
+
+
+def test_replace_keeps_the_other_values_and_the_original():
+    original = Settings(port=9000, database_url="postgresql://u:p@db/tasks")
+    changed = original.replace(log_level="debug")
+    assert (changed.port, changed.log_level, changed.database_url) == (9000, "DEBUG", original.database_url)
+    assert original.log_level == "INFO"
+
+
+def test_every_variable_has_a_description():
+    assert all(field.description for field in Settings.model_fields.values())
+
+
+def test_env_example_is_generated_from_the_declaration():
+    assert settings_docs.ENV_EXAMPLE.read_text(encoding="utf-8") == settings_docs.env_example(), (
+        ".env.example is out of date: run python -m service.settings_docs"
+    )
+
+
+def test_readme_configuration_table_is_generated_from_the_declaration():
+    readme = settings_docs.README.read_text(encoding="utf-8")
+    assert settings_docs.readme_with_table(readme) == readme, (
+        "README.md's configuration table is out of date: run python -m service.settings_docs"
+    )
+    for name in Settings.model_fields:
+        assert f"| `{name.upper()}` |" in readme
+
+
+def test_env_example_used_as_dotenv_gives_the_defaults():
+    assert load_settings(environ={}, dotenv=settings_docs.ENV_EXAMPLE) == Settings()
+
+
+def test_a_changed_description_makes_the_generated_docs_differ(monkeypatch):
+    field = Settings.model_fields["port"]
+    monkeypatch.setattr(field, "description", "Another meaning.")
+    assert "# Another meaning.\nPORT=8000\n" in settings_docs.env_example()
+    assert settings_docs.env_example() != settings_docs.ENV_EXAMPLE.read_text(encoding="utf-8")
+    assert "| `PORT` | `8000` | 0\N{EN DASH}65535 | Another meaning. |" in settings_docs.readme_table()

@@ -1,10 +1,14 @@
-"""A cache of the issuer's keys that follows key rotation (fetching itself is in fetch.py).
+"""A cache of the issuer's keys that follows key rotation (fetching is in fetch.py, what to do
+with an unknown `kid` in kid_decision.py).
 
-Rules (DESIGN §3.4): one fetch at a time; a routine refresh runs in the background so no request
-waits for it; an unknown `kid` triggers at most one refetch per `min_refetch_interval`, counted
-from the last attempt; a request with an unknown `kid` waits (bounded) for the next allowed fetch
-unless the set we hold was fetched after the token was issued; on failure the last good keys are
-kept up to `max_staleness`.
+Rules: one fetch at a time; a routine refresh runs in the background so no request waits for it;
+an unknown `kid` triggers at most one refetch per `min_refetch_interval`, counted from the last
+attempt, and the request waits (bounded) for it unless the decision says otherwise; on failure
+the last good keys are kept up to `max_staleness`. When the host answers 429 (or 503) with a retry
+time, nothing is fetched before that time, by the refresher or for unknown kids.
+
+Nothing here knows who reads the keys: readers that keep results derived from a key (the token
+cache) watch `generation`, which moves on whenever a key is withdrawn or replaced.
 """
 
 from __future__ import annotations
@@ -17,18 +21,16 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from .fetch import JWKSFetchError
-from .keys import ImportedKeys, PublicKey
+from ..errors import InvalidToken, KeysUnavailable, TokenRejection
+from .keys import ImportedKeys, JWKSError, KeySet, PublicKey
+from .kid_decision import FetchState, KidDecision, decide_kid
 
 log = logging.getLogger("service.auth.jwks")
 
 BACKOFF_INITIAL_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class KeySet:
-    keys: dict[str, PublicKey]
-    fetch_started_at: float  # wall clock when the request that produced it was sent
+# With no usable key the service is not ready: it retries at least this often, so it becomes
+# ready within seconds of the issuer appearing, whichever of the two started first.
+BACKOFF_MAX_WITHOUT_KEYS_SECONDS = 5.0
 
 
 @dataclass
@@ -40,8 +42,8 @@ class FetchStats:
     fetch_seconds_total: float = 0.0  # with ok + failed: the mean fetch latency
     unknown_kid_refetches: int = 0  # fetches scheduled because of an unknown kid
     cooldown_waits: int = 0  # requests that waited for the next allowed fetch
-    unknown_kid_rejections: int = 0
-    last_error: str | None = None
+    rate_limited: int = 0  # 429 (or 503 with a retry time) answers, each honoured
+    last_error: str | None = None  # why the last fetch failed; never a URL (it reaches /readyz)
 
 
 class JWKSCache:
@@ -55,7 +57,7 @@ class JWKSCache:
         clock_skew_seconds: float,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        on_keys_removed: Callable[[set[str]], None] | None = None,
+        source: str = "the JWKS host",
     ) -> None:
         self._fetch = fetch
         self.min_refetch_interval = min_refetch_interval_seconds
@@ -64,22 +66,29 @@ class JWKSCache:
         self.clock_skew = clock_skew_seconds
         self._clock = clock
         self._sleep = sleep
-        self.on_keys_removed = on_keys_removed
+        self._source = source  # for the log only: where the keys come from
         self._current: KeySet | None = None
+        self._generation = 0
         self._flight: asyncio.Task[KeySet | None] | None = None
-        self._flight_started_at = -math.inf
         self._scheduled: asyncio.Task[KeySet | None] | None = None
         self._last_attempt = -math.inf
         self._next_retry_at = -math.inf  # when the refresher tries again after a failure
+        self._held_off_until = -math.inf  # no fetch before this: the host's 429/503 retry time
         self._failing = False
         self.stats = FetchStats()
 
     # -- reading ---------------------------------------------------------------------------
 
+    @property
+    def generation(self) -> int:
+        """Moves on whenever a key is withdrawn or replaced: whatever was derived from an older
+        generation's keys may be derived from a key that is no longer published."""
+        return self._generation
+
     def usable_set(self) -> KeySet | None:
         """The cached set, unless it is older than the maximum staleness."""
         current = self._current
-        if current is None or self._clock() - current.fetch_started_at > self.max_staleness:
+        if current is None or self._clock() > current.usable_until:
             return None
         return current
 
@@ -88,74 +97,68 @@ class JWKSCache:
 
     def retry_after_seconds(self) -> int:
         """When a client may usefully retry after a 503: the refresher's next attempt."""
-        next_try = max(self._next_retry_at, self._last_attempt + self.min_refetch_interval)
+        next_try = max(self._next_retry_at, self._last_attempt + self.min_refetch_interval, self._held_off_until)
         return max(1, math.ceil(next_try - self._clock()))
 
     async def get_key(self, kid: str, issued_at: float) -> PublicKey:
-        """The key for `kid`, refetching if it is unknown.
+        """The published key for `kid`, fetching the set again if it may have appeared since.
+        `issued_at` is the token's unverified `iat`: it only decides how long to wait.
 
-        Raises UnknownKidError when the issuer does not publish it, KeysUnavailableError when we
-        cannot tell because no usable key set can be had.
-        """
-        key = self._decide(kid, issued_at, final=False)
-        if key is not None:
-            return key
-        if (
-            self._failing
-            and self._flight is None
-            and self._scheduled is None
-            and self._clock() < self._last_attempt + self.min_refetch_interval
-        ):
-            # The host failed moments ago: answer now rather than wait. Once a refetch is allowed
-            # again the request tries one (the host may be back, with a new key set).
-            raise KeysUnavailableError(self.stats.last_error or "the JWKS host is failing")
-        if self._flight is not None:
+        Raises InvalidToken (unknown_kid) when the issuer does not publish it, KeysUnavailable
+        when we cannot tell because no usable key set can be had."""
+        state, decision = self._decide(kid, issued_at, fetched_since_asked=False)
+        if decision is KidDecision.WAIT and self._flight is not None:
             # A fetch under way (at start-up, or a refresh) may already bring the key.
             await asyncio.shield(self._flight)
-            key = self._decide(kid, issued_at, final=False)
-            if key is not None:
-                return key
-        await self._next_allowed_fetch()
-        return self._decide(kid, issued_at, final=True)
+            state, decision = self._decide(kid, issued_at, fetched_since_asked=False)
+        if decision is KidDecision.WAIT:
+            await self._next_allowed_fetch()
+            state, decision = self._decide(kid, issued_at, fetched_since_asked=True)
+        if decision is KidDecision.USE and state.held is not None:
+            return state.held.keys[kid]
+        if decision is KidDecision.REFUSE_UNKNOWN:
+            raise InvalidToken(TokenRejection.UNKNOWN_KID, f"no published key has kid {kid[:64]!r}")
+        log.debug("signing keys unavailable for a request: %s", self.stats.last_error or "no key set fetched yet")
+        raise KeysUnavailable(retry_after_seconds=self.retry_after_seconds())
 
-    def _decide(self, kid: str, issued_at: float, *, final: bool) -> PublicKey | None:
-        """The key; or UnknownKidError once the set we hold proves it unpublished; or, before the
-        final fetch, None (wait for it); after it, KeysUnavailableError if we could not learn."""
-        held = self.usable_set()
-        if held is not None and kid in held.keys:
-            return held.keys[kid]
-        if held is not None and self._postdates(held, issued_at):
-            # Our set was fetched after this token was signed, so its key would be in it.
-            self.stats.unknown_kid_rejections += 1
-            raise UnknownKidError(kid)
-        if not final:
-            return None
-        if held is None or self._failing:
-            # Not the token's fault: we could not learn whether its key exists.
-            raise KeysUnavailableError(self.stats.last_error or "no key set fetched yet")
-        self.stats.unknown_kid_rejections += 1
-        raise UnknownKidError(kid)
-
-    def _postdates(self, held: KeySet, issued_at: float) -> bool:
-        """The set was fetched after the token was signed (allowing for skew), and not, by a clock
-        stepped back since, apparently in the future."""
-        return issued_at + self.clock_skew <= held.fetch_started_at <= self._clock()
+    def _decide(self, kid: str, issued_at: float, *, fetched_since_asked: bool) -> tuple[FetchState, KidDecision]:
+        state = FetchState(
+            held=self.usable_set(),
+            failing=self._failing,
+            last_attempt=self._last_attempt,
+            fetch_pending=self._flight is not None or self._scheduled is not None,
+            held_off_until=self._held_off_until,
+        )
+        decision = decide_kid(
+            state,
+            kid,
+            issued_at,
+            self._clock(),
+            cooldown=self.min_refetch_interval,
+            skew=self.clock_skew,
+            fetched_since_asked=fetched_since_asked,
+        )
+        return state, decision
 
     # -- fetching --------------------------------------------------------------------------
 
     async def refresh(self) -> KeySet | None:
-        """Fetch now (joining a fetch already in flight). Returns the new set, or None on failure."""
+        """Fetch now (joining a fetch already in flight). Returns the new set, or None on failure
+        or while the host has asked us to hold off."""
+        if self._flight is None and self._clock() < self._held_off_until:
+            return None
         if self._flight is None:
-            self._flight_started_at = self._clock()
-            self._flight = asyncio.create_task(self._fetch_once(self._flight_started_at))
+            self._flight = asyncio.create_task(self._fetch_once(self._clock()))
         return await asyncio.shield(self._flight)
 
     async def _next_allowed_fetch(self) -> None:
         """Wait for the next allowed fetch, shared by every request that needs it."""
         if self._scheduled is None:
             # Clamped: a wall clock stepped back must not turn the cooldown into an hour.
+            now = self._clock()
             delay = min(
-                max(0.0, self._last_attempt + self.min_refetch_interval - self._clock()), self.min_refetch_interval
+                max(0.0, self._last_attempt + self.min_refetch_interval - now, self._held_off_until - now),
+                self.min_refetch_interval,  # _decide refuses waits beyond it
             )
             self.stats.unknown_kid_refetches += 1
             self._scheduled = asyncio.create_task(self._refetch_after(delay))
@@ -180,31 +183,40 @@ class JWKSCache:
         finally:
             self.stats.fetch_seconds_total += max(0.0, self._clock() - started_at)
             self._flight = None
-        return self._install(KeySet(keys=imported.keys, fetch_started_at=started_at))
+        return self._install(imported.keys, started_at)
 
-    def _install(self, new: KeySet) -> KeySet:
-        old = self._current
+    def _install(self, keys: dict[str, PublicKey], started_at: float) -> KeySet:
+        old = self._current.keys if self._current is not None else {}
         self.stats.ok += 1
         if self._failing:
-            log.info("jwks fetch recovered: %d key(s) held", len(new.keys))
+            log.info("jwks fetch recovered: %d key(s) held", len(keys))
             self._failing = False
+        withdrawn = {kid for kid, key in old.items() if kid not in keys or not _same_key(key, keys[kid])}
+        added = set(keys) - set(old)
+        if added or withdrawn:
+            log.info("jwks keys changed: added %s, withdrawn or replaced %s", sorted(added), sorted(withdrawn))
+        if withdrawn:
+            self._generation += 1
         # One fetch at a time (single flight), so each result is newer than the one it replaces.
-        self._current = new
-        removed = set(old.keys) - set(new.keys) if old is not None else set()
-        added = set(new.keys) - set(old.keys) if old is not None else set(new.keys)
-        if added or removed:
-            log.info("jwks keys changed: added %s, removed %s", sorted(added), sorted(removed))
-        if removed and self.on_keys_removed is not None:
-            self.on_keys_removed(removed)
-        return new
+        self._current = KeySet(
+            keys=keys,
+            fetch_started_at=started_at,
+            usable_until=started_at + self.max_staleness,
+            generation=self._generation,
+        )
+        return self._current
 
     def _record_failure(self, exc: BaseException) -> None:
-        reason = str(exc) if isinstance(exc, JWKSFetchError) else f"{type(exc).__name__}"
+        reason = str(exc) if isinstance(exc, JWKSError) else type(exc).__name__
         self.stats.failed += 1
         self.stats.last_error = reason
+        if isinstance(exc, JWKSError) and exc.retry_after_seconds is not None:
+            self.stats.rate_limited += 1
+            self._held_off_until = self._clock() + exc.retry_after_seconds
         if not self._failing:  # log once per state change, not once per attempt
             log.warning(
-                "jwks fetch failing (%s); %s",
+                "jwks fetch from %s failing (%s); %s",
+                self._source,
                 reason,
                 "keeping the last good keys" if self._current else "no keys held yet",
             )
@@ -233,14 +245,13 @@ class JWKSCache:
                 backoff = BACKOFF_INITIAL_SECONDS
                 await self._sleep(self.refresh_interval)
             else:
-                self._next_retry_at = self._clock() + backoff
-                await self._sleep(backoff)
+                ceiling = self.refresh_interval if self.usable_set() else BACKOFF_MAX_WITHOUT_KEYS_SECONDS
+                wait = max(min(backoff, ceiling), self._held_off_until - self._clock())
+                self._next_retry_at = self._clock() + wait
+                await self._sleep(wait)
                 backoff = min(backoff * 2, self.refresh_interval)
 
 
-class KeysUnavailableError(Exception):
-    """No usable key set is held and none could be fetched."""
-
-
-class UnknownKidError(Exception):
-    """The issuer's current key set has no key with this kid."""
+def _same_key(old: PublicKey, new: PublicKey) -> bool:
+    """The same key material under the same kid (a refetch builds new objects for the same keys)."""
+    return old.alg == new.alg and old.key.as_dict(private=False) == new.key.as_dict(private=False)

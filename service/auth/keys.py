@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from joserfc.errors import JoseError, SecurityWarning
@@ -33,11 +34,35 @@ _PUBLIC_MEMBERS = {
     "EC": ("kty", "crv", "x", "y"),
     "OKP": ("kty", "crv", "x"),
 }
-_IMPORTERS = {"RSA": RSAKey, "EC": ECKey, "OKP": OKPKey}
+_IMPORTERS: dict[str, type[RSAKey] | type[ECKey] | type[OKPKey]] = {"RSA": RSAKey, "EC": ECKey, "OKP": OKPKey}
 
 
-class InvalidJWKS(ValueError):
-    """The document is not a JWKS at all (not `{"keys": [...]}`)."""
+class JWKSProblem(StrEnum):
+    """Why a fetch gave no usable key set: the closed set behind `JWKSError`."""
+
+    HTTP_STATUS = "http_status"  # anything but 200, redirects included
+    RATE_LIMITED = "rate_limited"  # 429, or 503 naming a retry time: no fetch before it
+    TOO_LARGE = "too_large"
+    TIMEOUT = "timeout"
+    UNREACHABLE = "unreachable"  # connection refused, DNS, TLS, reset ...
+    NOT_JSON = "not_json"
+    NOT_A_JWKS = "not_a_jwks"  # JSON, but not {"keys": [...]}
+    NO_USABLE_KEY = "no_usable_key"
+
+
+class JWKSError(Exception):
+    """The JWKS host did not give us a usable key set. The message says why in words safe for
+    logs and /readyz: it never holds the URL (whoever knows the URL logs it)."""
+
+    def __init__(self, problem: JWKSProblem, message: str, *, retry_after_seconds: float | None = None) -> None:
+        self.problem = problem
+        self.retry_after_seconds = retry_after_seconds  # the host asked for no fetch before then
+        super().__init__(message)
+
+
+class UnusableKey(Exception):
+    """One JWK that cannot verify our tokens; the message names its kid and why. The rest of the
+    set is unaffected."""
 
 
 @dataclass(frozen=True)
@@ -65,9 +90,19 @@ class ImportedKeys:
     skipped: tuple[str, ...]  # one human-readable reason per key not taken
 
 
+@dataclass(frozen=True)
+class KeySet:
+    """The keys of one successful fetch, as the key cache holds them."""
+
+    keys: dict[str, PublicKey]
+    fetch_started_at: float  # wall clock when the request that produced it was sent
+    usable_until: float  # past this (the maximum staleness) it verifies nothing
+    generation: int  # moves on only when a key is withdrawn or replaced, never when one is added
+
+
 def import_jwks(document: Any) -> ImportedKeys:
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-        raise InvalidJWKS('expected a JSON object {"keys": [...]}')
+        raise JWKSError(JWKSProblem.NOT_A_JWKS, 'not a JWKS: expected a JSON object {"keys": [...]}')
     keys: dict[str, PublicKey] = {}
     skipped: list[str] = []
     for index, entry in enumerate(document["keys"]):
@@ -76,7 +111,7 @@ def import_jwks(document: Any) -> ImportedKeys:
             break
         try:
             key = import_public_key(entry)
-        except ValueError as exc:
+        except UnusableKey as exc:
             skipped.append(f"key #{index}: {exc}")
             continue
         if key is None:
@@ -90,26 +125,26 @@ def import_jwks(document: Any) -> ImportedKeys:
 
 
 def import_public_key(entry: Any) -> PublicKey | None:
-    """One JWK -> PublicKey; None for key types we ignore (`oct`, unknown); ValueError when unusable."""
+    """One JWK -> PublicKey; None for key types we ignore (`oct`, unknown); UnusableKey otherwise."""
     if not isinstance(entry, dict):
-        raise ValueError("not a JSON object")
+        raise UnusableKey("not a JSON object")
     kty = entry.get("kty")
     if not isinstance(kty, str):
-        raise ValueError("kty must be a string")
+        raise UnusableKey("kty must be a string")
     if kty not in _IMPORTERS:
         return None
     kid = entry.get("kid")
     if not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH:
-        raise ValueError("missing or invalid kid")
+        raise UnusableKey("missing or invalid kid")
     use = entry.get("use")
     if use is not None and use != "sig":
-        raise ValueError(f"kid {kid!r}: use is {use!r}, not 'sig'")
+        raise UnusableKey(f"kid {kid!r}: use is {use!r}, not 'sig'")
     key_ops = entry.get("key_ops")
     if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
-        raise ValueError(f"kid {kid!r}: key_ops does not allow 'verify'")
+        raise UnusableKey(f"kid {kid!r}: key_ops does not allow 'verify'")
     alg = entry.get("alg")
     if alg is not None and (not isinstance(alg, str) or alg not in ALG_KEY_TYPES):
-        raise ValueError(f"kid {kid!r}: alg {alg!r} is not an asymmetric signature algorithm")
+        raise UnusableKey(f"kid {kid!r}: alg {alg!r} is not an asymmetric signature algorithm")
 
     public = {name: entry[name] for name in _PUBLIC_MEMBERS[kty] if name in entry}
     try:
@@ -117,13 +152,13 @@ def import_public_key(entry: Any) -> PublicKey | None:
             warnings.simplefilter("ignore", SecurityWarning)  # small RSA keys: refused below, with a reason
             key = _IMPORTERS[kty].import_key(public)
     except (JoseError, ValueError, TypeError, KeyError) as exc:
-        raise ValueError(f"kid {kid!r}: cannot import {kty} key ({type(exc).__name__})") from None
+        raise UnusableKey(f"kid {kid!r}: cannot import {kty} key ({type(exc).__name__})") from None
 
     crv = public.get("crv") if kty != "RSA" else None
-    if kty == "RSA" and key.raw_value.key_size < MIN_RSA_BITS:
-        raise ValueError(f"kid {kid!r}: RSA key of {key.raw_value.key_size} bits, at least {MIN_RSA_BITS} required")
+    if isinstance(key, RSAKey) and key.raw_value.key_size < MIN_RSA_BITS:
+        raise UnusableKey(f"kid {kid!r}: RSA key of {key.raw_value.key_size} bits, at least {MIN_RSA_BITS} required")
     if kty == "OKP" and crv not in ("Ed25519", "Ed448"):
-        raise ValueError(f"kid {kid!r}: OKP curve {crv!r} cannot sign")
+        raise UnusableKey(f"kid {kid!r}: OKP curve {crv!r} cannot sign")
     if alg is not None and not PublicKey(kid, kty, crv, None, key).accepts(alg):
-        raise ValueError(f"kid {kid!r}: alg {alg} does not fit a {kty} {crv or ''} key".replace("  ", " "))
+        raise UnusableKey(f"kid {kid!r}: alg {alg} does not fit a {kty} {crv or ''} key".replace("  ", " "))
     return PublicKey(kid=kid, kty=kty, crv=crv, alg=alg, key=key)

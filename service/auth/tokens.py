@@ -1,56 +1,44 @@
-"""Verifying a compact JWS from Better Auth: strict parsing, claims, key by `kid`, signature.
+"""Verifying a compact JWS from Better Auth: strict parsing, key by `kid`, signature, then claims.
 
 We parse the compact form ourselves (strict base64url, no duplicate JSON members, no unknown
 critical headers, no header-borne keys) and hand only the signature check to joserfc's algorithm
-model, after checking the allow-list and that the key's type fits the `alg`.
+model, after checking the allow-list and that the key's type fits the `alg`. Nothing in the
+payload counts before the signature does, except the unverified `iat` choosing how long to wait
+for a key.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from cachetools import LRUCache
 from joserfc.errors import JoseError
 from joserfc.jws import JWSRegistry
 
-from ..errors import InvalidToken, KeysUnavailable
+from ..errors import InvalidToken, KeysUnavailable, SessionCheckUnavailable, TokenRefused, TokenRejection
+from .bans import check_ban
+from .claims import ClaimsPolicy, Principal, issued_at_hint
 from .compact import b64decode, decode_json_segment, split_compact
-from .jwks import JWKSCache, KeysUnavailableError, UnknownKidError
+from .jwks import JWKSCache
 from .keys import MAX_KID_LENGTH
+from .session_check import SessionChecker
+from .token_cache import VerifiedTokenCache
+from .token_types import TokenKind, access_token_scopes, token_kind
 
-MAX_SUBJECT_LENGTH = 255
-REQUIRED_CLAIMS = ("aud", "exp", "iat", "iss", "sub")  # all of them set by Better Auth
-MAX_NUMERIC_DATE = 10**11  # about year 5138: beyond it a NumericDate is an attack, not a date
+__all__ = ["Principal", "TokenVerifier"]
+
+log = logging.getLogger("service.auth.tokens")
+
 # Header members that would let the token choose its own key or change how it is processed.
 _REFUSED_HEADERS = ("jwk", "jku", "x5u", "x5c", "crit", "b64")
-
-
-class _TokenCache(LRUCache):
-    """Verified tokens by digest, counting evictions. Expiry is checked on every hit (an expired
-    entry is dropped then); an expired token is also one no longer used, so LRU eviction makes
-    room from those first. cachetools' TLRUCache would redo that bookkeeping at ~5x the cost of
-    a hit."""
-
-    evictions = 0
-
-    def popitem(self):  # type: ignore[override]
-        self.evictions += 1
-        return super().popitem()
-
-
-@dataclass(frozen=True)
-class Principal:
-    """The verified caller."""
-
-    user_id: str
-    kid: str
-    expires_at: float
-    claims: dict[str, Any]
+VERIFIED = "ok"  # the outcome label of a verification that succeeded
+# Every refusal verify_token counts: each carries its TokenRejection as `reason`.
+REFUSALS = (InvalidToken, KeysUnavailable, TokenRefused, SessionCheckUnavailable)
 
 
 class TokenVerifier:
@@ -59,26 +47,36 @@ class TokenVerifier:
         keys: JWKSCache,
         *,
         algorithms: tuple[str, ...],
-        issuer: str,
-        audience: str,
+        issuers: tuple[str, ...],
+        audiences: tuple[str, ...],
         leeway_seconds: int,
         max_token_bytes: int,
         token_cache_max_entries: int,
+        max_lifetime_seconds: float = float("inf"),
+        oauth_access_tokens: bool = False,
+        session_check: SessionChecker | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._keys = keys
         self._algorithms = frozenset(algorithms)
-        self._leeway = leeway_seconds
+        self._claims = ClaimsPolicy(
+            issuers=frozenset(issuers),
+            audiences=frozenset(audiences),
+            leeway_seconds=leeway_seconds,
+            max_lifetime_seconds=max_lifetime_seconds,
+        )
+        self._oauth_access_tokens = oauth_access_tokens
+        self.session_check = session_check
         self._max_token_bytes = max_token_bytes
         self._clock = clock
-        self._issuer = issuer
-        self._audience = audience
-        self._cache: _TokenCache | None = None
+        self._cache: VerifiedTokenCache | None = None
         if token_cache_max_entries > 0:
-            self._cache = _TokenCache(maxsize=token_cache_max_entries)
+            self._cache = VerifiedTokenCache(
+                keys, max_entries=token_cache_max_entries, leeway_seconds=leeway_seconds, clock=clock
+            )
         self.cache_hits = 0
         self.cache_misses = 0
-        self.outcomes: Counter[str] = Counter()
+        self.outcomes: Counter[str] = Counter()  # by TokenRejection, and VERIFIED
 
     @property
     def cache_evictions(self) -> int:
@@ -92,56 +90,50 @@ class TokenVerifier:
     def keys(self) -> JWKSCache:
         return self._keys
 
-    def forget_keys(self, removed_kids: set[str]) -> None:
-        """Drop cached verifications made with keys the issuer no longer publishes."""
-        if self._cache is None:
-            return
-        for digest, principal in list(self._cache.items()):
-            if principal.kid in removed_kids:
-                self._cache.pop(digest, None)
+    def session_check_counts(self) -> dict[str, int]:
+        """The session check's counters by result (none when SESSION_CHECK=off), for /metrics."""
+        return {} if self.session_check is None else dataclasses.asdict(self.session_check.stats)
 
     async def verify_token(self, token: str) -> Principal:
-        """The verified caller; InvalidToken (401) or KeysUnavailable (503) otherwise."""
+        """The verified caller; InvalidToken (401), UserBanned (403), KeysUnavailable or
+        SessionCheckUnavailable (503) otherwise."""
         try:
             raw = token.encode("utf-8", "surrogateescape")
             if len(raw) > self._max_token_bytes:
-                raise InvalidToken(f"token exceeds {self._max_token_bytes} bytes", "too_large")
+                raise InvalidToken(TokenRejection.TOO_LARGE, f"token exceeds {self._max_token_bytes} bytes")
             # The cache holds digests, not tokens: a heap dump must not hand out live credentials.
             # BLAKE2b-256: as collision-resistant as SHA-256, and without OpenSSL's per-call
             # set-up it takes 1.5 µs here instead of 2.5, half of a cache hit.
             digest = hashlib.blake2b(raw, digest_size=32).digest()
-            principal = self._cached(digest)
+            principal = self._cache.get(digest) if self._cache is not None else None
             if principal is None:
                 principal = await self._verify(raw, digest)
-        except InvalidToken as exc:
-            self.outcomes[exc.reason] += 1
+            else:
+                self.cache_hits += 1
+            if self.session_check is not None:
+                await self.session_check.require_active(principal)  # after the cache: sign-out shows
+        except REFUSALS as exc:
+            self.count_rejection(exc.reason, exc.detail)
             raise
-        except KeysUnavailable:
-            self.outcomes["keys_unavailable"] += 1
-            raise
-        self.outcomes["ok"] += 1
+        self.outcomes[VERIFIED] += 1
         return principal
+
+    def count_rejection(self, reason: TokenRejection, detail: str) -> None:
+        """Count (and log) a refusal; the middleware calls it for tokens that never got here."""
+        self.outcomes[reason] += 1
+        log.debug("bearer token refused: %s: %s", reason, detail)
 
     async def _verify(self, raw: bytes, digest: bytes) -> Principal:
         self.cache_misses += 1
 
         header_b64, payload_b64, signature_b64 = split_compact(raw)
         header = decode_json_segment(header_b64, "header")
-        alg, kid = self._check_header(header)
+        alg, kid, kind = self._check_header(header)
         claims = decode_json_segment(payload_b64, "payload")
-        self._check_claims(claims)
 
-        try:
-            key = await self._keys.get_key(kid, issued_at=float(claims["iat"]))
-        except UnknownKidError:
-            raise InvalidToken(f"no published key has kid {kid[:64]!r}", "unknown_kid") from None
-        except KeysUnavailableError as exc:
-            raise KeysUnavailable(
-                f"signing keys cannot be fetched ({exc})", retry_after_seconds=self._keys.retry_after_seconds()
-            ) from exc
+        key = await self._keys.get_key(kid, issued_at=issued_at_hint(claims))
         if not key.accepts(alg):
-            raise InvalidToken(f"key {kid[:64]!r} cannot verify {alg}", "key_mismatch")
-
+            raise InvalidToken(TokenRejection.KEY_MISMATCH, f"key {kid[:64]!r} cannot verify {alg}")
         algorithm = JWSRegistry.algorithms[alg]  # direct: skips get_alg's per-call EdDSA warning
         try:
             algorithm.check_key(key.key)
@@ -149,82 +141,34 @@ class TokenVerifier:
         except (JoseError, ValueError, TypeError):
             valid = False
         if not valid:
-            raise InvalidToken("signature does not verify", "bad_signature")
+            raise InvalidToken(TokenRejection.BAD_SIGNATURE, "signature does not verify")
 
-        principal = Principal(user_id=claims["sub"], kid=kid, expires_at=float(claims["exp"]), claims=claims)
+        now = self._clock()
+        self._claims.check(claims, now)
+        scopes = access_token_scopes(claims) if kind is TokenKind.OAUTH_ACCESS else None
+        check_ban(claims, now)  # before the cache: a ban that expires must not stay cached
+        sid = claims.get("sid")
+        principal = Principal(
+            user_id=claims["sub"],
+            kid=kid,
+            expires_at=float(claims["exp"]),
+            claims=claims,
+            scopes=scopes,
+            session_id=sid if isinstance(sid, str) and sid else None,
+        )
         if self._cache is not None:
-            self._cache[digest] = principal
+            self._cache.put(digest, principal)
         return principal
 
-    def _cached(self, digest: bytes) -> Principal | None:
-        if self._cache is None:
-            return None
-        principal = self._cache.get(digest)
-        if principal is None:
-            return None
-        held = self._keys.usable_set()
-        if self._clock() >= principal.expires_at + self._leeway:
-            self._cache.pop(digest, None)
-            raise InvalidToken("token has expired", "expired")
-        if held is None or principal.kid not in held.keys:
-            self._cache.pop(digest, None)  # its key left the JWKS (or went stale): verify afresh
-            return None
-        self.cache_hits += 1
-        return principal
-
-    def _check_header(self, header: dict[str, Any]) -> tuple[str, str]:
+    def _check_header(self, header: dict[str, Any]) -> tuple[str, str, TokenKind]:
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self._algorithms:
-            raise InvalidToken(f"alg {str(alg)[:32]!r} is not allowed", "alg_not_allowed")
+            raise InvalidToken(TokenRejection.ALG_NOT_ALLOWED, f"alg {str(alg)[:32]!r} is not allowed")
         for name in _REFUSED_HEADERS:
             if name in header:
-                raise InvalidToken(f"header parameter {name!r} is not accepted", "header_refused")
-        typ = header.get("typ")
-        if typ is not None and (not isinstance(typ, str) or typ.upper() != "JWT"):
-            raise InvalidToken("typ must be JWT when present")
+                raise InvalidToken(TokenRejection.HEADER_REFUSED, f"header parameter {name!r} is not accepted")
+        kind = token_kind(header.get("typ"), oauth_access_tokens=self._oauth_access_tokens)
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH:
-            raise InvalidToken("header must carry a string kid")
-        return alg, kid
-
-    def _check_claims(self, claims: dict[str, Any]) -> None:
-        """RFC 7519 checks, written out (joserfc's registry costs ~15 us a token): every claim
-        Better Auth sets is required, times are finite numbers in range, then compared with now."""
-        missing = sorted(name for name in REQUIRED_CLAIMS if claims.get(name) is None)
-        if missing:
-            raise InvalidToken(f"missing claim(s): {','.join(missing)}", "claims")
-        times = {name: _numeric_date(claims, name) for name in ("exp", "iat", "nbf") if name in claims}
-        now = int(self._clock())
-        if times["exp"] <= now - self._leeway:
-            raise InvalidToken("token has expired", "expired")
-        if times["iat"] > now + self._leeway:
-            raise InvalidToken("invalid 'iat' claim: the token was issued in the future", "claims")
-        if "nbf" in times and times["nbf"] > now + self._leeway:
-            raise InvalidToken("invalid 'nbf' claim: the token is not yet valid", "claims")
-        if claims["iss"] != self._issuer:
-            raise InvalidToken("invalid 'iss' claim: wrong value or type", "claims")
-        aud = claims["aud"]
-        if not (
-            aud == self._audience
-            or (isinstance(aud, list) and self._audience in aud and all(isinstance(a, str) for a in aud))
-        ):
-            raise InvalidToken("invalid 'aud' claim: wrong value or type", "claims")
-        if "jti" in claims and not isinstance(claims["jti"], str):
-            raise InvalidToken("invalid 'jti' claim: wrong value or type", "claims")
-        sub = claims["sub"]
-        if not isinstance(sub, str) or not sub.strip() or len(sub) > MAX_SUBJECT_LENGTH or not sub.isprintable():
-            raise InvalidToken(
-                f"sub must be a non-empty printable string of at most {MAX_SUBJECT_LENGTH} characters", "claims"
-            )
-
-
-def _numeric_date(claims: dict[str, Any], name: str) -> float:
-    """A NumericDate: a JSON number (not a bool, string, NaN or infinity) within a sane range."""
-    value = claims[name]
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not -MAX_NUMERIC_DATE < value < MAX_NUMERIC_DATE
-    ):
-        raise InvalidToken(f"invalid {name!r} claim: wrong value or type", "claims")
-    return value  # NaN fails the range comparison above
+            raise InvalidToken(TokenRejection.MALFORMED, "header must carry a string kid")
+        return alg, kid, kind

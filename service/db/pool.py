@@ -6,14 +6,13 @@ import asyncio
 
 import asyncpg
 
-from ..errors import DatabaseUnavailable
 from ..settings import Settings
 from .session import keep_session
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 
 # Failures that mean "the database cannot serve right now", as opposed to a bug in a statement.
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
@@ -52,10 +51,3 @@ async def connect(dsn: str, settings: Settings) -> asyncpg.Connection:
         statement_cache_size=settings.db_statement_cache_size,
         server_settings={"application_name": "tasks-service-migrate"},
     )
-
-
-def as_unavailable(exc: BaseException) -> DatabaseUnavailable | None:
-    """The 503 to answer for `exc`, or None when it is not an availability problem."""
-    if isinstance(exc, UNAVAILABLE_ERRORS):
-        return DatabaseUnavailable()
-    return None

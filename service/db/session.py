@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 
@@ -24,6 +25,45 @@ log = logging.getLogger("service.db")
 APP_ROLE = "tasks_app"  # created by migration 0002; neither owns the tables nor bypasses RLS
 
 
+class UserConnection:
+    """A connection inside a transaction as one user: the only handle the task queries take.
+
+    Under forced row-level security, a statement run on the pool (or on a connection outside
+    `user_transaction`) sees no user and silently matches no rows. Queries are typed to take
+    this class, which only `user_transaction` makes, so that mistake fails the type check; and
+    using it after its transaction ended raises instead of reaching a connection someone else
+    may hold by then.
+    """
+
+    __slots__ = ("_conn", "user_id")
+
+    def __init__(self, conn: asyncpg.Connection, user_id: str) -> None:
+        self._conn: asyncpg.Connection | None = conn
+        self.user_id = user_id
+
+    def _connection(self) -> asyncpg.Connection:
+        if self._conn is None:
+            raise RuntimeError("this UserConnection's transaction has ended")
+        return self._conn
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self._connection().fetch(sql, *args)
+        return rows
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        return await self._connection().fetchrow(sql, *args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await self._connection().fetchval(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        status: str = await self._connection().execute(sql, *args)
+        return status
+
+    def _end(self) -> None:
+        self._conn = None
+
+
 def sql_literal(value: str) -> str:
     """An escape-string constant (E'…') for the simple-query protocol: its meaning does not
     depend on standard_conforming_strings, which a pooler or server may set either way."""
@@ -32,13 +72,15 @@ def sql_literal(value: str) -> str:
     return "E'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def begin_as(user_id: str, statement_timeout_ms: int) -> str:
-    """BEGIN, the role, the timeouts and the user, as one simple-query message: one round trip."""
+def begin_as(user_id: str, statement_timeout_ms: int, max_tasks: int | None = None) -> str:
+    """BEGIN, the role, the timeouts, the user and their task quota (`app.max_tasks`, which the
+    insert trigger of migration 0004 enforces), as one simple-query message: one round trip."""
     idle_ms = max(statement_timeout_ms * 2, 10_000)
+    quota = "" if max_tasks is None else f", set_config('app.max_tasks', '{int(max_tasks)}', true)"
     return (
         f"BEGIN; SET LOCAL ROLE {APP_ROLE}; SET LOCAL statement_timeout = {int(statement_timeout_ms)}; "
         f"SET LOCAL idle_in_transaction_session_timeout = {idle_ms}; SET LOCAL TimeZone = 'UTC'; "
-        f"SELECT set_config('app.user_id', {sql_literal(user_id)}, true)"
+        f"SELECT set_config('app.user_id', {sql_literal(user_id)}, true){quota}"
     )
 
 
@@ -78,14 +120,16 @@ async def user_transaction(
     *,
     acquire_timeout_seconds: float,
     statement_timeout_ms: int = 5000,
+    max_tasks: int | None = None,
     gate: asyncio.Semaphore | None = None,
-) -> AsyncIterator[asyncpg.Connection]:
+) -> AsyncIterator[UserConnection]:
     """Run the body in a transaction as `user_id`; commit on success, roll back on any error."""
     conn = await acquire_connection(pool, acquire_timeout_seconds, gate)
+    handle = UserConnection(conn, user_id)
     try:
-        await conn.execute(begin_as(user_id, statement_timeout_ms))
+        await conn.execute(begin_as(user_id, statement_timeout_ms, max_tasks))
         try:
-            yield conn
+            yield handle
         except BaseException:
             if not conn.is_closed():
                 try:
@@ -95,6 +139,7 @@ async def user_transaction(
             raise
         await conn.execute("COMMIT")
     finally:
+        handle._end()
         try:
             # Bounded like the acquire: releasing a connection whose query timed out waits for
             # the server to confirm the cancel, which a frozen server never does.

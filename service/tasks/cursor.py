@@ -14,28 +14,29 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidRequest
+from .options import ListOptions, sort_column
 from .schemas import TASK_ID_MAX
 
 MAX_CURSOR_CHARS = 1024
 
 
-def encode_cursor(options: dict[str, Any], key: Any, task_id: int) -> str:
+def encode_cursor(options: ListOptions, key: Any, task_id: int) -> str:
     value = key.isoformat() if isinstance(key, datetime) else key
-    payload = orjson.dumps({"o": options, "k": value, "i": task_id})
+    payload = orjson.dumps({"o": options.bound(), "k": value, "i": task_id})
     return base64.urlsafe_b64encode(payload).rstrip(b"=").decode("ascii")
 
 
-def decode_cursor(cursor: str, options: dict[str, Any], column: str) -> tuple[Any, int]:
+def decode_cursor(cursor: str, options: ListOptions) -> tuple[Any, int]:
     """The (key, id) to continue after; 422 when the cursor is garbled or from another query."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         payload = orjson.loads(raw)
         key, task_id = payload["k"], payload["i"]
-        if payload["o"] != options:
+        if payload["o"] != options.bound():
             raise _invalid("the cursor belongs to a list with other options")
         if not isinstance(task_id, int) or isinstance(task_id, bool) or not 0 < task_id <= TASK_ID_MAX:
             raise ValueError
-        if column == "title":
+        if sort_column(options.sort) == "title":
             if not isinstance(key, str) or "\x00" in key:
                 raise ValueError
             return key, task_id

@@ -3,9 +3,13 @@
 FastAPI's own parameter solving (a pydantic validation per parameter, through its dependency
 graph) took ~200 µs of a ~1,000 µs list request under load (py-spy, `make bench --profile`).
 Here a parameter is a name, where it comes from, its OpenAPI schema and a converter made from
-that same schema, so what OpenAPI promises and what is enforced cannot drift apart. As with
-FastAPI: the last of repeated query parameters wins, unknown ones are ignored, and every bad
-parameter is named in one 422.
+that same schema, so what OpenAPI promises and what is enforced cannot drift apart. A route
+lists its parameters (and body model) once, in `Inputs`: the same value parses each request
+and writes the route's OpenAPI. As with FastAPI: the last of repeated query parameters wins,
+unknown ones are ignored, and every bad parameter is named in one 422.
+
+Path parameters arrive still percent-encoded (see routing.TaskRoute) and are decoded here, as
+UTF-8, so that an encoded "/" stays inside its segment.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
+from urllib.parse import unquote_to_bytes
 
 from fastapi import Request
+from pydantic import BaseModel
 
 from ..errors import InvalidRequest
 
@@ -43,9 +49,10 @@ class Param:
 
 
 def text(name: str, location: Location, *, max_length: int, min_length: int = 0, pattern: str | None = None,
-         rule: str = "", description: str = "") -> Param:  # fmt: skip
+         rule: str = "", description: str = "", refuse: Callable[[str], str | None] | None = None) -> Param:  # fmt: skip
     """A string of [min_length, max_length] characters matching `pattern` (anchored: ^…$);
-    `rule` says in words what the pattern asks, for the 422."""
+    `rule` says in words what the pattern asks, for the 422. `refuse` names what else is wrong
+    with a value (None when nothing is)."""
     matcher = re.compile(pattern) if pattern else None
 
     def convert(raw: str) -> str:
@@ -53,6 +60,8 @@ def text(name: str, location: Location, *, max_length: int, min_length: int = 0,
             raise ValueError(f"must be {min_length} to {max_length} characters")
         if matcher is not None and not matcher.fullmatch(raw):  # fullmatch: "$" must not pass a final newline
             raise ValueError(rule or f"must match {pattern}")
+        if refuse is not None and (reason := refuse(raw)) is not None:
+            raise ValueError(reason)
         return raw
 
     schema: dict[str, Any] = {"type": "string", "maxLength": max_length}
@@ -97,22 +106,30 @@ def choice(name: str, enum: type[Enum], default: Enum, description: str = "") ->
     return Param(name, "query", schema, convert, description, default)
 
 
+def percent_decoded(raw: str) -> str:
+    """A path segment as sent (percent-encoded; any raw octets as Latin-1), decoded as UTF-8."""
+    if "%" not in raw and raw.isascii():
+        return raw
+    try:
+        return unquote_to_bytes(raw.encode("latin-1")).decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        raise ValueError("must be percent-encoded UTF-8") from None
+
+
 def parse(request: Request, *params: Param) -> list[Any]:
     """The value of each parameter, in order (its default when absent); one 422 for all errors."""
     values: list[Any] = []
-    errors: list[dict[str, str]] = []
+    errors: list[dict[str, object]] = []
     for param in params:
-        if param.location == "path":
-            raw = request.path_params.get(param.name)
-        elif param.location == "query":
-            raw = request.query_params.get(param.name)
-        else:
-            raw = request.headers.get(param.name)
-        if raw is None:
-            values.append(param.default)
-            continue
         try:
-            values.append(param.convert(raw))
+            if param.location == "path":
+                raw = request.path_params.get(param.name)
+                raw = None if raw is None else percent_decoded(raw)
+            elif param.location == "query":
+                raw = request.query_params.get(param.name)
+            else:
+                raw = request.headers.get(param.name)
+            values.append(param.default if raw is None else param.convert(raw))
         except ValueError as exc:
             errors.append({"field": param.name, "message": str(exc)})
     if errors:
@@ -120,6 +137,31 @@ def parse(request: Request, *params: Param) -> list[Any]:
     return values
 
 
-def openapi_parameters(*params: Param) -> dict[str, Any]:
-    """`openapi_extra` entries for a route: the parameters it parses by hand."""
-    return {"parameters": [param.openapi() for param in params]}
+@dataclass(frozen=True)
+class Inputs:
+    """What a route takes besides its path template: its parameters, in the order its handler
+    receives them, and the model of its JSON body (if any). Declared once per route."""
+
+    params: tuple[Param, ...]
+    body: type[BaseModel] | None = None
+
+    def openapi(self) -> dict[str, Any]:
+        """`openapi_extra` for the route: the parameters and body it parses by hand."""
+        extra: dict[str, Any] = {"parameters": [param.openapi() for param in self.params]}
+        if self.body is not None:
+            schema = self.body.model_json_schema()
+            extra["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+        return extra
+
+
+_INPUTS_ATTRIBUTE = "__task_route_inputs__"
+
+
+def attach_inputs(endpoint: Callable[..., Any], inputs: Inputs) -> None:
+    setattr(endpoint, _INPUTS_ATTRIBUTE, inputs)
+
+
+def inputs_of(endpoint: Callable[..., Any]) -> Inputs | None:
+    """The inputs declared for a route's endpoint (None for routes that declare none)."""
+    found = getattr(endpoint, _INPUTS_ATTRIBUTE, None)
+    return found if isinstance(found, Inputs) else None

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import asyncpg
 import orjson
 from fastapi import APIRouter, Request, Response
 
 from ..api_docs import problem_responses, success_headers
-from ..auth.dependencies import USER_ID_MAX_CHARS, owner
-from ..db.session import user_transaction
+from ..db.session import UserConnection
 from ..errors import IdempotencyKeyReused, PreconditionFailed, TaskNotFound
+from ..resources import resources
 from . import queries
 from .conditions import IF_MATCH_PATTERN, etag, expected_versions
 from .cursor import MAX_CURSOR_CHARS, decode_cursor, encode_cursor
-from .params import choice, integer, openapi_parameters, parse, text
+from .options import ListOptions
+from .params import choice, integer, text
+from .routing import TaskRoute, operation, tasks_path
 from .schemas import (
     LIST_DEFAULT_LIMIT,
     LIST_MAX_LIMIT,
@@ -30,26 +31,16 @@ from .schemas import (
     TaskCreate,
     TaskPatch,
     TaskReplace,
-    parse_body,
+)
+from .text import normalize_search
+
+router = APIRouter(
+    prefix="/api/{user_id}/tasks",
+    tags=["tasks"],
+    responses=problem_responses(401, 403, 422, 503),
+    route_class=TaskRoute,
 )
 
-router = APIRouter(prefix="/api/{user_id}/tasks", tags=["tasks"], responses=problem_responses(401, 403, 422, 503))
-
-
-def transaction(request: Request, user_id: str) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]:
-    """The request's database transaction, as `user_id` (row-level security sees only their rows)."""
-    resources = request.app.state.resources
-    settings = resources.settings
-    return user_transaction(
-        resources.pool,
-        user_id,
-        acquire_timeout_seconds=settings.db_pool_acquire_timeout_seconds,
-        statement_timeout_ms=settings.db_statement_timeout_ms,
-        gate=resources.pool_gate,
-    )
-
-
-USER_ID = text("user_id", "path", min_length=1, max_length=USER_ID_MAX_CHARS, description="Better Auth user id")
 TASK_ID = integer("task_id", "path", minimum=1, maximum=TASK_ID_MAX, canonical=True, description="The task's id")
 IF_MATCH = text("If-Match", "header", max_length=8192, pattern=IF_MATCH_PATTERN, rule="must be * or a list of quoted ETags",
                 description='`*` or ETags from a GET (`"12-3"`); 412 when the task changed since')  # fmt: skip
@@ -69,15 +60,7 @@ LIMIT = integer("limit", "query", minimum=1, maximum=LIST_MAX_LIMIT, default=LIS
 CURSOR = text("cursor", "query", max_length=MAX_CURSOR_CHARS, pattern=r"^[A-Za-z0-9_-]+$", rule="the cursor is not valid",
               description="opaque; from the Link rel=next")  # fmt: skip
 
-
-def caller(request: Request) -> str:
-    """The request's owner: the path's user id, which must be the verified token's subject (403)."""
-    (user_id,) = parse(request, USER_ID)
-    return owner(request, user_id)
-
-
-def body_schema(model: type) -> dict:
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+TASK_ETAG = success_headers(ETag="Strong validator of this version of the task; send it back in If-Match")
 
 
 def task_response(record: asyncpg.Record, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -91,10 +74,10 @@ def task_response(record: asyncpg.Record, status: int = 200, headers: dict[str, 
 
 
 def task_location(user_id: str, task_id: int) -> str:
-    return f"/api/{quote(user_id, safe='')}/tasks/{task_id}"
+    return f"{tasks_path(user_id)}/{task_id}"
 
 
-async def _write_outcome(db: asyncpg.Connection, user_id: str, task_id: int, versions: list[int] | None) -> None:
+async def _write_outcome(db: UserConnection, user_id: str, task_id: int, versions: list[int] | None) -> None:
     """Explain why a conditional write touched no row: 412 if the task exists, else 404."""
     if versions is not None and await queries.task_exists(db, user_id, task_id):
         raise PreconditionFailed("the task changed since that ETag; GET it again")
@@ -105,33 +88,21 @@ async def _write_outcome(db: asyncpg.Connection, user_id: str, task_id: int, ver
     "",
     response_model=list[Task],
     summary="List the caller's tasks",
-    openapi_extra=openapi_parameters(USER_ID, STATUS, SORT, QUERY, LIMIT, CURSOR),
     responses={200: success_headers(Link='<…?cursor=…>; rel="next" when there is a next page')},
 )
-async def list_tasks(request: Request) -> Response:
-    user_id = caller(request)
-    status, sort, q, limit, cursor = parse(request, STATUS, SORT, QUERY, LIMIT, CURSOR)
-    query = q or None
-    column = sort.value.lstrip("-")
-    descending = sort.value.startswith("-")
-    options = {"sort": sort.value, "status": status.value, "q": query}
-    after = decode_cursor(cursor, options, column) if cursor else None
-    async with transaction(request, user_id) as db:
-        found = await queries.list_tasks(
-            db,
-            user_id,
-            column=column,
-            descending=descending,
-            status=status.value,
-            query=query,
-            after=after,
-            limit=limit,
-        )
+@operation(STATUS, SORT, QUERY, LIMIT, CURSOR)
+async def list_tasks(
+    request: Request, user_id: str, status: Status, sort: Sort, q: str | None, limit: int, cursor: str | None
+) -> Response:
+    options = ListOptions(status=status, sort=sort, q=normalize_search(q) if q else None)
+    after = decode_cursor(cursor, options) if cursor else None
+    async with resources(request).transaction(user_id) as db:
+        found = await queries.list_tasks(db, user_id, options, after, limit)
     headers = {}
     if found["more"]:
-        params = {"limit": limit, "sort": sort.value, "status": status.value, **({"q": query} if query else {})}
+        params = {"limit": limit, **{name: value for name, value in options.bound().items() if value is not None}}
         params["cursor"] = encode_cursor(options, found["last_key"], found["last_id"])
-        headers["Link"] = f'<{request.url.path}?{urlencode(params)}>; rel="next"'
+        headers["Link"] = f'<{tasks_path(user_id)}?{urlencode(params)}>; rel="next"'
     return Response(found["page"].encode(), media_type="application/json", headers=headers)
 
 
@@ -140,7 +111,6 @@ async def list_tasks(request: Request) -> Response:
     status_code=201,
     response_model=Task,
     summary="Create a task",
-    openapi_extra={**openapi_parameters(USER_ID, IDEMPOTENCY_KEY), **body_schema(TaskCreate)},
     responses={
         201: success_headers(
             Location="The new task's URL",
@@ -150,18 +120,17 @@ async def list_tasks(request: Request) -> Response:
         **problem_responses(413, 415),
     },
 )
-async def create_task(request: Request) -> Response:
-    user_id = caller(request)
-    (idempotency_key,) = parse(request, IDEMPOTENCY_KEY)
-    body: TaskCreate = parse_body(TaskCreate, request.headers.get("content-type"), await request.body())
+@operation(IDEMPOTENCY_KEY, body=TaskCreate)
+async def create_task(request: Request, user_id: str, idempotency_key: str | None, body: TaskCreate) -> Response:
+    app = resources(request)
     if idempotency_key is None:
-        async with transaction(request, user_id) as db:
+        async with app.transaction(user_id) as db:
             record = await queries.insert_task(db, user_id, body.title, body.description)
         return task_response(record, 201, {"Location": task_location(user_id, record["id"])})
 
     fingerprint = hashlib.sha256(orjson.dumps([body.title, body.description])).digest()
-    ttl = request.app.state.resources.settings.idempotency_key_ttl_hours
-    async with transaction(request, user_id) as db:
+    ttl = app.settings.idempotency_key_ttl_hours
+    async with app.transaction(user_id) as db:
         if await queries.claim_idempotency_key(db, user_id, idempotency_key, fingerprint, ttl):
             record = await queries.insert_task_for_key(db, user_id, idempotency_key, body.title, body.description)
             return task_response(record, 201, {"Location": task_location(user_id, record["id"])})
@@ -176,19 +145,11 @@ async def create_task(request: Request) -> Response:
 
 
 @router.get(
-    "/{task_id}",
-    response_model=Task,
-    summary="Get one task",
-    openapi_extra=openapi_parameters(USER_ID, TASK_ID),
-    responses={
-        200: success_headers(ETag="Strong validator of this version of the task; send it back in If-Match"),
-        **problem_responses(404),
-    },
+    "/{task_id}", response_model=Task, summary="Get one task", responses={200: TASK_ETAG, **problem_responses(404)}
 )
-async def get_task(request: Request) -> Response:
-    user_id = caller(request)
-    (task_id,) = parse(request, TASK_ID)
-    async with transaction(request, user_id) as db:
+@operation(TASK_ID)
+async def get_task(request: Request, user_id: str, task_id: int) -> Response:
+    async with resources(request).transaction(user_id) as db:
         record = await queries.get_task(db, user_id, task_id)
     if record is None:
         raise TaskNotFound("no such task")
@@ -199,18 +160,14 @@ async def get_task(request: Request) -> Response:
     "/{task_id}",
     response_model=Task,
     summary="Replace a task's title, description and completed",
-    openapi_extra={**openapi_parameters(USER_ID, TASK_ID, IF_MATCH), **body_schema(TaskReplace)},
-    responses={
-        200: success_headers(ETag="Strong validator of this version of the task; send it back in If-Match"),
-        **problem_responses(404, 412, 413, 415),
-    },
+    responses={200: TASK_ETAG, **problem_responses(404, 412, 413, 415)},
 )
-async def replace_task(request: Request) -> Response:
-    user_id = caller(request)
-    task_id, if_match = parse(request, TASK_ID, IF_MATCH)
-    body: TaskReplace = parse_body(TaskReplace, request.headers.get("content-type"), await request.body())
+@operation(TASK_ID, IF_MATCH, body=TaskReplace)
+async def replace_task(
+    request: Request, user_id: str, task_id: int, if_match: str | None, body: TaskReplace
+) -> Response:
     versions = expected_versions(if_match, task_id)
-    async with transaction(request, user_id) as db:
+    async with resources(request).transaction(user_id) as db:
         record = await queries.replace_task(
             db, user_id, task_id, versions, body.title, body.description, body.completed
         )
@@ -223,19 +180,13 @@ async def replace_task(request: Request) -> Response:
     "/{task_id}",
     response_model=Task,
     summary="Change some of a task's fields",
-    openapi_extra={**openapi_parameters(USER_ID, TASK_ID, IF_MATCH), **body_schema(TaskPatch)},
-    responses={
-        200: success_headers(ETag="Strong validator of this version of the task; send it back in If-Match"),
-        **problem_responses(404, 412, 413, 415),
-    },
+    responses={200: TASK_ETAG, **problem_responses(404, 412, 413, 415)},
 )
-async def patch_task(request: Request) -> Response:
-    user_id = caller(request)
-    task_id, if_match = parse(request, TASK_ID, IF_MATCH)
-    body: TaskPatch = parse_body(TaskPatch, request.headers.get("content-type"), await request.body())
+@operation(TASK_ID, IF_MATCH, body=TaskPatch)
+async def patch_task(request: Request, user_id: str, task_id: int, if_match: str | None, body: TaskPatch) -> Response:
     versions = expected_versions(if_match, task_id)
     changes = {name: getattr(body, name) for name in body.model_fields_set}
-    async with transaction(request, user_id) as db:
+    async with resources(request).transaction(user_id) as db:
         record = await queries.patch_task(db, user_id, task_id, versions, changes)
         if record is None:
             await _write_outcome(db, user_id, task_id, versions)
@@ -246,17 +197,12 @@ async def patch_task(request: Request) -> Response:
     "/{task_id}/complete",
     response_model=Task,
     summary="Toggle completed",
-    openapi_extra=openapi_parameters(USER_ID, TASK_ID, IF_MATCH),
-    responses={
-        200: success_headers(ETag="Strong validator of this version of the task; send it back in If-Match"),
-        **problem_responses(404, 412),
-    },
+    responses={200: TASK_ETAG, **problem_responses(404, 412)},
 )
-async def toggle_task(request: Request) -> Response:
-    user_id = caller(request)
-    task_id, if_match = parse(request, TASK_ID, IF_MATCH)
+@operation(TASK_ID, IF_MATCH)
+async def toggle_task(request: Request, user_id: str, task_id: int, if_match: str | None) -> Response:
     versions = expected_versions(if_match, task_id)
-    async with transaction(request, user_id) as db:
+    async with resources(request).transaction(user_id) as db:
         record = await queries.toggle_task(db, user_id, task_id, versions)
         if record is None:
             await _write_outcome(db, user_id, task_id, versions)
@@ -267,14 +213,12 @@ async def toggle_task(request: Request) -> Response:
     "/{task_id}",
     status_code=204,
     summary="Delete a task",
-    openapi_extra=openapi_parameters(USER_ID, TASK_ID, IF_MATCH),
     responses={204: success_headers(), **problem_responses(404, 412)},
 )
-async def delete_task(request: Request) -> Response:
-    user_id = caller(request)
-    task_id, if_match = parse(request, TASK_ID, IF_MATCH)
+@operation(TASK_ID, IF_MATCH)
+async def delete_task(request: Request, user_id: str, task_id: int, if_match: str | None) -> Response:
     versions = expected_versions(if_match, task_id)
-    async with transaction(request, user_id) as db:
+    async with resources(request).transaction(user_id) as db:
         if not await queries.delete_task(db, user_id, task_id, versions):
             await _write_outcome(db, user_id, task_id, versions)
     return Response(status_code=204)

@@ -10,12 +10,7 @@ from service.auth.fetch import fetch_jwks
 from service.auth.jwks import JWKSCache
 from service.testing import FakeBetterAuth
 from support.clock import FakeClock
-
-INTERVAL = 5.0  # min refetch interval
-REFRESH = 300.0
-STALENESS = 3600.0
-SKEW = 30.0
-JWKS_URL = "http://issuer.test/api/auth/jwks"
+from support.key_cache import INTERVAL, JWKS_URL, REFRESH, SKEW, STALENESS
 
 
 @pytest.fixture

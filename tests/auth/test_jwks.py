@@ -12,15 +12,24 @@ import secrets
 
 import httpx
 import pytest
+from joserfc.jwk import OKPKey
 
-from service.auth.jwks import KeysUnavailableError, UnknownKidError
+from service.auth.jwks import BACKOFF_MAX_WITHOUT_KEYS_SECONDS
+from service.errors import InvalidToken, KeysUnavailable, TokenRejection
 from support.clock import settle
-
-from .conftest import INTERVAL, REFRESH, SKEW, STALENESS
+from support.key_cache import INTERVAL, REFRESH, SKEW, STALENESS
 
 
 def calls(host) -> int:
     return host.route.call_count
+
+
+def is_unknown_kid(result: object) -> bool:
+    return isinstance(result, InvalidToken) and result.reason is TokenRejection.UNKNOWN_KID
+
+
+def raises_unknown_kid():
+    return pytest.raises(InvalidToken, match="no published key")
 
 
 # -- freshness --------------------------------------------------------------------------------
@@ -57,12 +66,12 @@ async def test_random_kid_flood_causes_at_most_one_fetch_per_interval_and_bounde
     assert calls(host) == 1  # nobody fetched inside the interval
     await clock.advance(INTERVAL - 1)
     results = await asyncio.gather(*flood, return_exceptions=True)
-    assert all(isinstance(r, UnknownKidError) for r in results)
+    assert all(is_unknown_kid(r) for r in results)
     assert calls(host) == 2 and clock() - started <= INTERVAL  # one fetch; no wait beyond the interval
     # A second wave in the next interval costs at most one more fetch.
     wave = [asyncio.create_task(cache.get_key(secrets.token_hex(16), clock())) for _ in range(1000)]
     await clock.advance(INTERVAL)
-    assert all(isinstance(r, UnknownKidError) for r in await asyncio.gather(*wave, return_exceptions=True))
+    assert all(is_unknown_kid(r) for r in await asyncio.gather(*wave, return_exceptions=True))
     assert calls(host) == 3
 
 
@@ -82,10 +91,9 @@ async def test_key_rotated_one_second_after_our_fetch_is_accepted_after_a_bounde
 async def test_unknown_kid_of_a_token_older_than_our_set_is_rejected_without_a_fetch(cache, host, clock):
     fetched_at = clock()
     await clock.advance(INTERVAL * 10)
-    with pytest.raises(UnknownKidError):  # signed before our set was fetched (beyond the skew)
+    with raises_unknown_kid():  # signed before our set was fetched (beyond the skew)
         await cache.get_key("never-published", issued_at=fetched_at - SKEW - 1)
     assert calls(host) == 1
-    assert cache.stats.unknown_kid_rejections == 1
 
 
 async def test_request_during_the_start_up_fetch_joins_it(make_cache, host, timed_issuer, clock):
@@ -147,11 +155,11 @@ async def test_outage_keeps_last_good_keys_until_max_staleness_then_503(
     assert cache.stats.failed == 3 and cache.stale_seconds() == 3 * REFRESH
     assert len([r for r in caplog.records if "failing" in r.message]) == 1  # once per state change
     # An unknown kid during the outage is not the token's fault: 503, at once, no extra fetch.
-    with pytest.raises(KeysUnavailableError):
+    with pytest.raises(KeysUnavailable):
         await cache.get_key("rotated-during-outage", clock())
     assert calls(host) == 4
     await clock.advance(STALENESS)
-    with pytest.raises(KeysUnavailableError):
+    with pytest.raises(KeysUnavailable):
         await cache.get_key(kid, clock())
 
 
@@ -159,7 +167,7 @@ async def test_no_key_set_at_all_is_503_not_401(make_cache, host, clock):
     host.route.mock(return_value=httpx.Response(503))
     cache = make_cache()
     assert await cache.refresh() is None
-    with pytest.raises(KeysUnavailableError):
+    with pytest.raises(KeysUnavailable):
         await cache.get_key("any", clock())
     assert cache.retry_after_seconds() >= 1
 
@@ -182,12 +190,29 @@ async def test_after_an_outage_a_new_kid_refetches_once_the_cooldown_has_passed(
     host.route.mock(return_value=httpx.Response(500))
     await clock.advance(REFRESH)
     assert await cache.refresh() is None  # failing now; the refresher would retry much later
-    with pytest.raises(KeysUnavailableError):  # inside the cooldown: 503 at once
+    with pytest.raises(KeysUnavailable):  # inside the cooldown: 503 at once
         await cache.get_key("new-after-restart", clock())
     host.route.mock(side_effect=timed_issuer.jwks_response)  # the host is back with a new key set
     new = timed_issuer.rotate()
     await clock.advance(INTERVAL)
     assert (await cache.get_key(new.kid, clock())).kid == new.kid  # no wait for the refresher
+
+
+async def test_token_issued_after_a_failed_attempt_waits_for_the_next_fetch_instead_of_503(
+    cache, host, timed_issuer, clock
+):
+    host.route.mock(return_value=httpx.Response(500))
+    await clock.advance(REFRESH)
+    assert await cache.refresh() is None  # failing, and the cooldown counts from now
+    host.route.mock(side_effect=timed_issuer.jwks_response)  # the issuer restarts, with a new key set
+    await clock.advance(1)
+    new = timed_issuer.rotate()
+    pending = asyncio.create_task(cache.get_key(new.kid, issued_at=clock()))  # signed after our failure
+    await settle()
+    assert not pending.done()  # waits for the next allowed fetch: the issuer is evidently back
+    await clock.advance(INTERVAL - 1)
+    assert (await pending).kid == new.kid
+    assert calls(host) == 3  # start, the failure, the one fetch the waiting request shared
 
 
 async def test_refresher_backs_off_after_failures(make_cache, host, clock):
@@ -201,6 +226,20 @@ async def test_refresher_backs_off_after_failures(make_cache, host, clock):
         attempts.append(calls(host))
     # 1 at start, then retries after 1 s, 2 s, 4 s ... : at t=1, t=3 (and t=7 beyond this window)
     assert attempts == [1, 2, 2, 3, 3, 3]
+    refresher.cancel()
+
+
+async def test_with_no_keys_held_the_refresher_retries_every_few_seconds_so_start_order_does_not_matter(
+    make_cache, host, timed_issuer, clock
+):
+    host.route.mock(return_value=httpx.Response(500))  # the service started before Better Auth
+    cache = make_cache()
+    refresher = asyncio.create_task(cache.run_refresher())
+    await clock.advance(600)
+    assert cache.usable_set() is None
+    host.route.mock(side_effect=timed_issuer.jwks_response)  # Better Auth comes up
+    await clock.advance(BACKOFF_MAX_WITHOUT_KEYS_SECONDS)
+    assert cache.usable_set() is not None
     refresher.cancel()
 
 
@@ -219,21 +258,42 @@ async def test_one_malformed_key_beside_good_ones_is_skipped(cache, host, timed_
     assert any("broken" in r.message for r in caplog.records)
 
 
-async def test_removed_key_stops_verifying_and_is_reported_for_purging(make_cache, host, timed_issuer, clock):
-    removed: list[set[str]] = []
-    cache = make_cache(on_keys_removed=removed.append)
+async def test_removed_key_stops_verifying_and_moves_the_generation_on(make_cache, host, timed_issuer, clock):
+    cache = make_cache()
     await cache.refresh()
+    start = cache.generation
     old = timed_issuer.current_key
     timed_issuer.rotate()
     await clock.advance(REFRESH)
     await cache.refresh()
+    assert cache.generation == start  # a key added withdraws nothing
     assert (await cache.get_key(old.kid, clock())).kid == old.kid  # grace period: still published
     timed_issuer.retire(old.kid)
     await clock.advance(REFRESH)
     await cache.refresh()
-    assert removed == [{old.kid}]
-    with pytest.raises(UnknownKidError):
+    assert cache.generation == start + 1
+    with raises_unknown_kid():
         await cache.get_key(old.kid, clock() - REFRESH)
+
+
+async def test_a_key_republished_under_its_kid_with_other_material_moves_the_generation_on(
+    cache, host, timed_issuer, clock
+):
+    start = cache.generation
+    published = timed_issuer.jwks()["keys"][0]
+    impostor = {**OKPKey.generate_key("Ed25519").as_dict(private=False), "kid": published["kid"], "alg": "EdDSA"}
+    host.route.mock(return_value=httpx.Response(200, json={"keys": [impostor]}))
+    await clock.advance(REFRESH)
+    assert await cache.refresh() is not None
+    assert cache.generation == start + 1
+
+
+async def test_a_routine_refresh_of_the_same_keys_keeps_the_generation(cache, host, clock):
+    start = cache.generation
+    for _ in range(3):
+        await clock.advance(REFRESH)
+        assert await cache.refresh() is not None
+    assert cache.generation == start
 
 
 async def test_a_wall_clock_stepped_back_neither_rejects_new_kids_nor_stalls(cache, host, timed_issuer, clock):

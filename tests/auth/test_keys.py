@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
-from service.auth.keys import MAX_KEYS, InvalidJWKS, PublicKey, import_jwks, import_public_key
+from service.auth.keys import MAX_KEYS, JWKSError, JWKSProblem, PublicKey, UnusableKey, import_jwks, import_public_key
 
 
 def ed25519(kid: str = "ed", **extra) -> dict:
@@ -124,7 +124,7 @@ def test_unusable_key_is_skipped_with_reason_and_good_keys_stay(good_keys, make_
 
 @pytest.mark.filterwarnings("ignore::joserfc.errors.SecurityWarning")
 def test_rsa_key_below_2048_bits_is_skipped_with_reason():
-    with pytest.raises(ValueError, match="1024 bits, at least 2048"):
+    with pytest.raises(UnusableKey, match="1024 bits, at least 2048"):
         import_public_key(rsa_jwk("small", bits=1024))
 
 
@@ -149,9 +149,10 @@ def test_duplicate_kid_keeps_the_first_key_and_reports_the_second():
         pytest.param({"keys": None}, id="keys-null"),
     ],
 )
-def test_document_that_is_not_a_jwks_raises_invalid_jwks(document):
-    with pytest.raises(InvalidJWKS):
+def test_document_that_is_not_a_jwks_raises_not_a_jwks(document):
+    with pytest.raises(JWKSError) as raised:
         import_jwks(document)
+    assert raised.value.problem is JWKSProblem.NOT_A_JWKS
 
 
 def test_empty_key_list_imports_nothing_without_error():

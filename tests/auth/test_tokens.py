@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import time
 
 import httpx
@@ -210,15 +211,35 @@ async def test_unknown_kid_is_401_after_one_refetch(start_app, issuer):
         assert issuer.jwks_requests == fetches + 1
 
 
-async def test_jwks_host_down_at_start_gives_503_with_retry_after(start_app, issuer, jwks_router):
-    jwks_router.routes[0].mock(return_value=httpx.Response(500))
+JWKS_OUTAGES = [
+    pytest.param(httpx.Response(500), id="http-500"),
+    pytest.param(httpx.ConnectError("cannot connect to issuer.test:3000 (10.0.0.7)"), id="connection-refused"),
+    pytest.param(httpx.Response(302, headers={"Location": "http://internal.test/jwks"}), id="redirect"),
+    pytest.param(httpx.Response(200, content=b"<html>issuer.test</html>"), id="garbage"),
+]
+
+
+@pytest.mark.parametrize("failure", JWKS_OUTAGES)
+async def test_jwks_host_down_at_start_gives_503_that_names_no_internal_url_or_host(
+    start_app, issuer, jwks_router, failure, caplog
+):
+    if isinstance(failure, Exception):
+        jwks_router.routes[0].mock(side_effect=failure)
+    else:
+        jwks_router.routes[0].mock(return_value=failure)
+    caplog.set_level(logging.WARNING, "service.auth.jwks")
     user = new_user_id()
     async with start_app() as client:
         response = await get_tasks(client, user, issuer.issue_token(user))
-        assert_problem(response, 503, "keys_unavailable")
+        problem = assert_problem(response, 503, "keys_unavailable")
+        assert problem["detail"] == "signing keys are temporarily unavailable, retry later"
         assert int(response.headers["retry-after"]) >= 1
+        public = response.text + "".join(f"{name}: {value}\n" for name, value in response.headers.items())
+        for internal in ("issuer.test", "internal.test", "10.0.0.7", "://", "/api/auth/jwks"):
+            assert internal not in public, public
         ready = await client.get("/readyz")
         assert ready.status_code == 503 and "signing keys" in ready.json()["problems"][0]
+    assert any(issuer.jwks_url in record.getMessage() for record in caplog.records)  # ops find it in the log
 
 
 async def test_health_and_readiness_need_no_token(client):

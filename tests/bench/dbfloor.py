@@ -27,6 +27,7 @@ import orjson
 
 from service.db.session import APP_ROLE, begin_as, sql_literal
 from service.settings import Settings
+from service.tasks.options import ListOptions
 from service.tasks.queries import list_statement
 from service.tasks.schemas import LIST_DEFAULT_LIMIT
 
@@ -37,7 +38,7 @@ EXTRA_SECONDS = 30
 USER_ID = USER_ID_SQL.format(n=":uid")
 # The default page: the statement reads one row more than the page to know whether there is a next one.
 LIST_SQL = (
-    list_statement("created_at", True, "all", False, False)
+    list_statement(ListOptions().shape(after_cursor=False))
     .replace("$1", USER_ID)
     .replace("$2", str(LIST_DEFAULT_LIMIT))
 )

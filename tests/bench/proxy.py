@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -37,7 +38,7 @@ from service.db.embedded import start_embedded_postgres  # noqa: E402
 from support.app import with_database  # noqa: E402
 from support.nextjs_app import app_env, build_nextjs, install_nextjs, migrate_auth_database, running_nextjs  # noqa: E402
 from support.ports import free_port  # noqa: E402
-from support.service_process import running_service  # noqa: E402
+from support.service_process import spawn_service  # noqa: E402
 
 BENCH_DIR = REPO_ROOT / ".bench"
 TASKS_DATABASE, AUTH_DATABASE = "proxy_bench_tasks", "proxy_bench_auth"
@@ -102,7 +103,18 @@ def sign_up_users(app_url: str, service_url: str, count: int, tasks_per_user: in
 
 def run_wrk(wrk: str, lua: Path, url: str, data: Path, connections: int, seconds: float) -> dict[str, float]:
     threads = 1 if connections == 1 else 2
-    command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout=5s", "-s", str(lua), url, "--", str(data)]
+    command = [
+        wrk,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--timeout=5s",
+        "-s",
+        str(lua),
+        url,
+        "--",
+        str(data),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + WRK_EXTRA_SECONDS, check=False)
     line = next((line for line in done.stdout.splitlines() if line.startswith("RESULT ")), None)
     if done.returncode != 0 or line is None:
@@ -136,16 +148,22 @@ def main(argv: list[str]) -> int:
         auth_dsn = with_database(admin, AUTH_DATABASE)
         migrate_auth_database(build.node, auth_dsn, base_env)
 
-        app_port, service_port = free_port(), free_port()
-        app_url, service_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{service_port}"
-        service_extra = {"LOG_LEVEL": "WARNING", "ACCESS_LOG": "false", "WORKERS": str(os.cpu_count() or 1)}
+        app_port = free_port()
+        app_url = f"http://127.0.0.1:{app_port}"
+        service = spawn_service(
+            work / "proxy-bench-service.log",
+            better_auth_url=app_url,
+            database_url=with_database(admin, TASKS_DATABASE),
+            LOG_LEVEL="WARNING",
+            ACCESS_LOG="false",
+            WORKERS=str(os.cpu_count() or 1),
+        )
+        service_url = service.base_url
         env = app_env(base_env, app_url, auth_dsn, service_url)
-        with (
-            running_nextjs(build.node, app_port, env, work / "proxy-bench-next.log"),
-            running_service(
-                with_database(admin, TASKS_DATABASE), app_url, service_port, work / "proxy-bench-service.log", **service_extra
-            ),
-        ):
+        with contextlib.ExitStack() as stack:
+            stack.callback(service.stop)
+            stack.enter_context(running_nextjs(build.node, app_port, env, work / "proxy-bench-next.log"))
+            service.wait_until_answers("/readyz", 200)
             progress(f"{args.users} users, {args.tasks_per_user} tasks each …")
             users = sign_up_users(app_url, service_url, args.users, args.tasks_per_user)
             lua, proxy_data, direct_data = work / "proxy.lua", work / "proxy-users.txt", work / "direct-users.txt"
@@ -153,7 +171,9 @@ def main(argv: list[str]) -> int:
             proxy_data.write_text("".join(f"/api/tasks Cookie {user['cookie']}\n" for user in users))
             direct_data.write_text("".join(f"/api/{u['id']}/tasks Authorization Bearer {u['token']}\n" for u in users))
             mine = httpx.get(f"{app_url}/api/tasks", headers={"Cookie": users[0]["cookie"]}).json()
-            assert [t["user_id"] for t in mine] == [users[0]["id"]] * args.tasks_per_user, "the proxy lists another list"
+            assert [t["user_id"] for t in mine] == [users[0]["id"]] * args.tasks_per_user, (
+                "the proxy lists another list"
+            )
 
             targets = {"direct": (service_url, direct_data), "proxy": (app_url, proxy_data)}
             for name, (url, data) in targets.items():
@@ -162,20 +182,26 @@ def main(argv: list[str]) -> int:
             for count in connections:
                 for name, (url, data) in targets.items():
                     progress(f"{name}, {count} connection(s), {args.duration:g} s …")
-                    runs.append({"path": name, "connections": count, **run_wrk(wrk, lua, url, data, count, args.duration)})
+                    runs.append(
+                        {"path": name, "connections": count, **run_wrk(wrk, lua, url, data, count, args.duration)}
+                    )
     finally:
         server.stop()
 
     print(f"{'path':<7} {'conns':>5} {'req/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'errors':>6}")
     for run in runs:
         p50, p95, p99 = (run[key] / 1000 for key in ("p50", "p95", "p99"))
-        print(f"{run['path']:<7} {run['connections']:>5} {run['rps']:>8} {p50:>7.2f} {p95:>7.2f} {p99:>7.2f} {run['errors']:>6}")
+        print(
+            f"{run['path']:<7} {run['connections']:>5} {run['rps']:>8} {p50:>7.2f} {p95:>7.2f} {p99:>7.2f} {run['errors']:>6}"
+        )
     ratios = {}
     for count in connections:
         direct, proxy = (next(r for r in runs if r["path"] == p and r["connections"] == count) for p in targets)
         ratios[count] = round(proxy["p50"] / direct["p50"], 2)
         verdict = "meets" if ratios[count] <= TARGET_RATIO else "misses"
-        print(f"{count} connection(s): proxy p50 = {ratios[count]} x direct p50 ({verdict} the target of {TARGET_RATIO:g} x)")
+        print(
+            f"{count} connection(s): proxy p50 = {ratios[count]} x direct p50 ({verdict} the target of {TARGET_RATIO:g} x)"
+        )
     output = BENCH_DIR / f"proxy-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     record = {"runs": runs, "p50_ratio": ratios, "build_seconds": round(build.seconds, 1), "cpus": os.cpu_count()}
     output.write_text(json.dumps(record, indent=2) + "\n")

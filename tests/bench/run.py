@@ -33,7 +33,7 @@ from .database import (
     task_ids,
 )
 from .issuer import TokenFile, pick_users
-from .server import ServiceProcess, process_tree_cpu_seconds, sampling_rss, service_env, start_service
+from .server import BenchService, bench_env, process_tree_cpu_seconds, sampling_rss
 
 # Order matters: healthz first (the ceiling the others are divided by), creates last but one so
 # that list, get and toggle see exactly the seeded 50 tasks per user.
@@ -200,7 +200,7 @@ def _http_runs(
         tokens = TokenFile(work_dir / "users.txt", issuer, ids)
         tokens.refresh_for(0)
         progress(f"minted {tokens.users:,} EdDSA tokens; JWKS on {issuer.base_url}")
-        env = service_env(
+        env = bench_env(
             database_url=dsn, better_auth_url=issuer.base_url, port=free_port(), workers=options.workers,
             overrides=options.env_overrides,
         )  # fmt: skip
@@ -215,7 +215,7 @@ def _http_runs(
             "settings": {k: str(v) for k, v in dataclasses.asdict(settings).items() if k != "database_url"},
         }
         progress(f"starting the service: python -m service run, WORKERS={options.workers}")
-        service = start_service(env, work_dir / "service.log", cwd=work_dir)
+        service = BenchService.spawn(env, work_dir / "service.log")  # run in work_dir: no .env applies
         try:
             service.wait_ready()
             _smoke(service, tokens.sample, options)
@@ -244,7 +244,7 @@ def _http_runs(
                 progress(f"the service exited with code {code}; log: {service.log_path}")
 
 
-def _one_run(options, wrk, service: ServiceProcess, postmaster: int | None, tokens: TokenFile, workload: str,
+def _one_run(options, wrk, service: BenchService, postmaster: int | None, tokens: TokenFile, workload: str,
              connections: int, py_spy, record: dict, progress: Progress, stamp: str) -> dict[str, Any]:  # fmt: skip
     tokens.refresh_for(options.duration_seconds)
     rss_before = service.rss_mib()
@@ -296,7 +296,7 @@ def _one_run(options, wrk, service: ServiceProcess, postmaster: int | None, toke
     return row
 
 
-def _smoke(service: ServiceProcess, sample: dict[str, Any], options: BenchOptions) -> None:
+def _smoke(service: BenchService, sample: dict[str, Any], options: BenchOptions) -> None:
     """One request of each read kind, so a misconfiguration fails here, clearly, not as 100 % errors."""
     headers = {"Authorization": f"Bearer {sample['token']}"}
     tasks = f"/api/{sample['user_id']}/tasks"

@@ -1,97 +1,46 @@
-"""The service under test, started as in production: `python -m service run` in a subprocess,
-uvicorn with WORKERS processes (uvloop + httptools), LOG_LEVEL=WARNING, its own session so
-that a stop reaches every worker.
+"""The service under test, started as in production by tests/support/service_process.py
+(`python -m service run` in a subprocess, in its own session so that a stop reaches every
+worker): uvicorn with WORKERS processes (uvloop + httptools), LOG_LEVEL=WARNING.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
-import httpx
 import psutil
+
+from support.service_process import ServiceProcess, ServiceProcessError, service_env
 
 from .database import BenchSetupError
 
-START_DEADLINE_SECONDS = 60.0
-STOP_DEADLINE_SECONDS = 20.0
-KILL_DEADLINE_SECONDS = 5.0
-POLL_INTERVAL_SECONDS = 0.2
-PROBE_TIMEOUT_SECONDS = 2.0
-LOG_TAIL_CHARS = 4000
 
-
-def access_log_setting() -> dict[str, str]:
-    """ACCESS_LOG=false if the service has such a setting (uvicorn's access log off)."""
-    from service import settings
-
-    parsers = getattr(settings, "_PARSERS", {})
-    return {"ACCESS_LOG": "false"} if "ACCESS_LOG" in parsers else {}
-
-
-def service_env(
+def bench_env(
     *, database_url: str, better_auth_url: str, port: int, workers: int, overrides: dict[str, str]
 ) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=database_url,
-        BETTER_AUTH_URL=better_auth_url,
-        JWKS_URL="",  # empty = the default derived from BETTER_AUTH_URL, whatever the caller exported
-        JWT_ISSUER="",
-        JWT_AUDIENCE="",
-        HOST="127.0.0.1",
-        PORT=str(port),
-        WORKERS=str(workers),
-        LOG_LEVEL="WARNING",
-        PYTHONUNBUFFERED="1",
-        **access_log_setting(),
-    )
-    env.update(overrides)
-    return env
+    """The service's environment for a run: WORKERS processes, quiet logs, then `--env` overrides."""
+    settings = {
+        "WORKERS": str(workers),
+        "LOG_LEVEL": "WARNING",
+        "ACCESS_LOG": "false",  # no log line per request: the figures are the requests', not the logging's
+        **overrides,
+    }
+    return service_env(better_auth_url=better_auth_url, port=port, database_url=database_url, **settings)
 
 
-@dataclass
-class ServiceProcess:
-    process: subprocess.Popen
-    base_url: str
-    log_path: Path
-    env: dict[str, str] = field(repr=False)
-
-    def log_tail(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
-        except OSError:
-            return "(no log)"
+class BenchService(ServiceProcess):
+    """The service as the bench drives it: its worker processes, their memory and CPU time."""
 
     def fail(self, message: str) -> BenchSetupError:
-        return BenchSetupError(f"{message}\n--- service log, last lines ({self.log_path}) ---\n{self.log_tail()}")
+        return BenchSetupError(str(self.error(message)))
 
-    def wait_ready(self, deadline_seconds: float = START_DEADLINE_SECONDS) -> None:
-        deadline = time.monotonic() + deadline_seconds
-        last = "no answer"
-        with httpx.Client(base_url=self.base_url, timeout=PROBE_TIMEOUT_SECONDS) as client:
-            while True:
-                code = self.process.poll()
-                if code is not None:
-                    raise self.fail(f"the service exited with code {code} before /readyz answered 200")
-                try:
-                    response = client.get("/readyz")
-                    if response.status_code == 200:
-                        return
-                    last = f"{response.status_code} {response.text[:300]}"
-                except httpx.TransportError as exc:
-                    last = type(exc).__name__
-                if time.monotonic() > deadline:
-                    raise self.fail(f"/readyz did not answer 200 within {deadline_seconds:g} s (last: {last})")
-                time.sleep(POLL_INTERVAL_SECONDS)
+    def wait_ready(self) -> None:
+        try:
+            self.wait_until_answers("/readyz", 200)
+        except ServiceProcessError as exc:
+            raise BenchSetupError(str(exc)) from None
 
     def worker_pids(self) -> list[int]:
         """The uvicorn worker processes (children running the app), or the process itself with one worker."""
@@ -122,27 +71,9 @@ class ServiceProcess:
         """User + system CPU time used so far by the service's processes (master and workers)."""
         return process_tree_cpu_seconds(self.process.pid)
 
-    def stop(self) -> int | None:
-        """SIGTERM (graceful, as a process manager would), then SIGKILL to the session if it hangs."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                return self.process.wait(timeout=STOP_DEADLINE_SECONDS)
-            except subprocess.TimeoutExpired:
-                pass
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)  # our own session: the service and its workers
-            except ProcessLookupError:
-                pass
-            try:
-                self.process.wait(timeout=KILL_DEADLINE_SECONDS)
-            except subprocess.TimeoutExpired:
-                pass
-        return self.process.returncode
-
 
 @contextlib.contextmanager
-def sampling_rss(service: ServiceProcess, interval_seconds: float) -> Iterator[list[list]]:
+def sampling_rss(service: BenchService, interval_seconds: float) -> Iterator[list[list]]:
     """Every `interval_seconds` while the block runs: [seconds since start, {worker pid: RSS MiB}]."""
     samples: list[list] = []
     stop = threading.Event()
@@ -183,19 +114,3 @@ def process_tree_cpu_seconds(pid: int) -> float:
             continue
         total += times.user + times.system
     return total
-
-
-def start_service(env: dict[str, str], log_path: Path, cwd: Path) -> ServiceProcess:
-    """Start `python -m service run`. `cwd` has no .env, so only `env` configures it."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service", "run"],
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
-        )
-    return ServiceProcess(process=process, base_url=f"http://127.0.0.1:{env['PORT']}", log_path=log_path, env=env)

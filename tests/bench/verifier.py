@@ -115,7 +115,7 @@ def _verifier(issuer: FakeBetterAuth, loop: asyncio.AbstractEventLoop, cache_ent
     )
     loop.run_until_complete(cache.refresh())  # the key set is held before timing starts
     return TokenVerifier(
-        cache, algorithms=ALGORITHMS, issuer=issuer.issuer, audience=issuer.audience, leeway_seconds=30,
+        cache, algorithms=ALGORITHMS, issuers=(issuer.issuer,), audiences=(issuer.audience,), leeway_seconds=30,
         max_token_bytes=8192, token_cache_max_entries=cache_entries,
     )  # fmt: skip
 

@@ -3,42 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import itertools
 import json
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from service.db.migrate import MIGRATIONS_DIR, MigrationError, apply_migrations
-from service.tasks.queries import SORT_COLUMNS, STATUS_FILTERS, list_statement
-from support.app import with_database
+from service.tasks.options import ListShape
+from service.tasks.queries import list_statement
+from service.tasks.search import search_pattern
+from support.databases import fresh_database
 
 USERS = 50
 TASKS_PER_USER = 2000
-
-
-@contextlib.asynccontextmanager
-async def fresh_database(admin_dsn: str) -> AsyncIterator[str]:
-    """A new, empty database of its own; dropped WITH (FORCE) afterwards."""
-    name = f"migrate_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield with_database(admin_dsn, name)
-    finally:
-        admin = await asyncpg.connect(admin_dsn)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @pytest.fixture
@@ -72,7 +52,7 @@ async def test_apply_to_empty_database_creates_tables_and_records_version_with_s
     shipped = sorted(path.stem for path in MIGRATIONS_DIR.glob("*.sql"))
     assert shipped[0] == "0001_tasks"
     assert await apply_migrations(conn) == shipped
-    assert await table_names(conn) == {"tasks", "idempotency_keys", "schema_migrations"}
+    assert await table_names(conn) == {"tasks", "idempotency_keys", "task_counts", "schema_migrations"}
     rows = await conn.fetch("SELECT version, sha256 FROM schema_migrations ORDER BY version")
     expected = [(name, hashlib.sha256((MIGRATIONS_DIR / f"{name}.sql").read_bytes()).hexdigest()) for name in shipped]
     assert [tuple(r) for r in rows] == expected
@@ -199,42 +179,48 @@ async def populated(postgres_admin_dsn: str) -> AsyncIterator[asyncpg.Connection
             await connection.close()
 
 
-def plan_nodes(plan: dict) -> Iterator[str]:
-    yield plan["Node Type"]
+def plan_nodes(plan: dict, allowed: Callable[[dict], bool] = lambda plan: False) -> Iterator[str]:
+    """Every node's type, leaving out the nodes `allowed` accepts (their children still count)."""
+    if not allowed(plan):
+        yield plan["Node Type"]
     for child in plan.get("Plans", ()):
-        yield from plan_nodes(child)
-
-
-COMBINATIONS = list(itertools.product(SORT_COLUMNS, (False, True), STATUS_FILTERS, (False, True), (False, True)))
+        yield from plan_nodes(child, allowed)
 
 
 @pytest.mark.parametrize(
-    "column, descending, status, with_query, with_cursor",
+    "shape",
     [
         pytest.param(
-            *combo,
-            id=f"{combo[0]}-{'desc' if combo[1] else 'asc'}-{combo[2]}"
-            f"{'-q' if combo[3] else ''}{'-cursor' if combo[4] else ''}",
+            shape,
+            id=f"{shape.column}-{'desc' if shape.descending else 'asc'}-{shape.status.value}"
+            f"{'-q' if shape.search else ''}{'-cursor' if shape.after_cursor else ''}",
         )
-        for combo in COMBINATIONS
+        for shape in ListShape.every()
     ],
 )
-async def test_list_statement_plan_has_no_sort(populated, column, descending, status, with_query, with_cursor):
+async def test_list_statement_plan_has_no_sort(populated, shape):
     user = "user_7"
-    sql = list_statement(column, descending, status, with_query, with_cursor)
+    column, descending, status = shape.column, shape.descending, shape.status.value
+    sql = list_statement(shape)
     args: list = [user, 100]
-    if with_query:
-        args.append("task")
-    if with_cursor:
+    if shape.search:
+        args.append(search_pattern("task"))
+    if shape.after_cursor:
         middle = await populated.fetchrow(
             f"SELECT {column} AS key, id FROM tasks WHERE user_id = $1 ORDER BY {column}, id OFFSET $2 LIMIT 1",
             user,
             TASKS_PER_USER // 2,
         )
         args.extend([middle["key"], middle["id"]])
+    # As a request runs it: the service's role, under row-level security, as the user.
+    await populated.execute("SET ROLE tasks_app")
+    await populated.execute("SELECT set_config('app.user_id', $1, false)", user)
     explained = await populated.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args)
     plan = (json.loads(explained) if isinstance(explained, str) else explained)[0]["Plan"]
-    nodes = list(plan_nodes(plan))
+    # A search may sort: the rare-term branch sorts at most SEARCH_CANDIDATES_MAX rows found by
+    # the trigram index, and the common-term branch the owner's matching rows, which
+    # MAX_TASKS_PER_USER bounds. Every other list is an index range scan that needs no Sort.
+    nodes = list(plan_nodes(plan, allowed=lambda node: shape.search and "Sort" in node["Node Type"]))
     assert not any("Sort" in node for node in nodes), (sql, nodes)
     assert any(node.startswith("Index") for node in nodes), (sql, nodes)
     # And it returns the page that a plain ORDER BY over all the user's rows gives, filtered here.
@@ -247,11 +233,11 @@ async def test_list_statement_plan_has_no_sort(populated, column, descending, st
     )
     rows = {row["id"]: row for row in everything}
     expected = list(rows)  # in the statement's order
-    if with_cursor:
+    if shape.after_cursor:
         expected = expected[expected.index(middle["id"]) + 1 :]
     if status != "all":
         expected = [i for i in expected if rows[i]["completed"] == (status == "completed")]
-    if with_query:
+    if shape.search:
         expected = [
             i for i in expected if "task" in rows[i]["title"].lower() or "task" in rows[i]["description"].lower()
         ]

@@ -26,7 +26,7 @@ from support.nextjs_app import (
 )
 from support.ports import free_port
 from support.recording_proxy import RecordingProxy
-from support.service_process import running_service
+from support.service_process import spawn_service
 
 # Short-lived JWTs: the proxy's token reuse, its refreshes and a key rotation all happen in seconds.
 JWT_LIFETIME = "6s"
@@ -68,14 +68,19 @@ async def stack(
     logs = tmp_path_factory.mktemp("e2e-logs")
     async with auth_database(postgres_admin_dsn) as auth_dsn:
         migrate_auth_database(nextjs_build.node, auth_dsn, node_env())
-        app_port, service_port = free_port(), free_port()
+        app_port = free_port()
         app_url = f"http://127.0.0.1:{app_port}"
-        recorder = RecordingProxy(f"http://127.0.0.1:{service_port}")
-        with recorder.serving(free_port()) as recorder_url:
-            env = app_env(node_env(), app_url, auth_dsn, recorder_url, JWT_EXPIRATION_TIME=JWT_LIFETIME)
-            with running_nextjs(nextjs_build.node, app_port, env, logs / "next.log") as app_url:
-                with running_service(database_url, app_url, service_port, logs / "service.log") as service_url:
-                    yield Stack(app_url, service_url, auth_dsn, recorder)
+        # The service first, the app second: the service is ready within seconds of Better Auth appearing.
+        service = spawn_service(logs / "service.log", better_auth_url=app_url, database_url=database_url)
+        try:
+            recorder = RecordingProxy(service.base_url)
+            with recorder.serving(free_port()) as recorder_url:
+                env = app_env(node_env(), app_url, auth_dsn, recorder_url, JWT_EXPIRATION_TIME=JWT_LIFETIME)
+                with running_nextjs(nextjs_build.node, app_port, env, logs / "next.log"):
+                    service.wait_until_answers("/readyz", 200)
+                    yield Stack(app_url, service.base_url, auth_dsn, recorder)
+        finally:
+            service.stop()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -12,8 +12,7 @@ import httpx
 import pytest
 
 from support.app import assert_problem
-
-from .conftest import (
+from support.better_auth import (
     ALGORITHMS,
     BetterAuthUser,
     IssuerConfig,
@@ -24,8 +23,8 @@ from .conftest import (
     sign_up,
     token_claims,
     token_header,
-    wait_until,
 )
+from support.waiting import wait_until
 
 # What Better Auth's JWKS publishes for each `jwks.keyPairConfig.alg` (RSA: modulusLength 2048).
 JWK_SHAPES = {

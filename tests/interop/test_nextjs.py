@@ -19,11 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from support.better_auth import IssuerConfig
 from support.nextjs_app import NEXTJS_DIR, install_nextjs, run_node
-from support.ports import free_port
 from support.service_process import running_service
-
-from .conftest import IssuerConfig
 
 TOKEN_LIFETIME_SECONDS = 3  # the issuer's jwt.expirationTime: the client's refresh and 401 retry are real
 TSC_TIMEOUT_SECONDS = 150.0  # better-auth's and Next.js's types take ~15 s to check
@@ -45,10 +43,13 @@ def test_nextjs_api_client_and_proxy_pass_their_node_tests_against_the_real_serv
     nextjs_installed: str, start_issuer, database_url: str, tmp_path: Path
 ):
     issuer = start_issuer(IssuerConfig(alg="EdDSA", expiration_time=f"{TOKEN_LIFETIME_SECONDS}s"))
-    log = tmp_path / "service.log"
-    # JWT_LEEWAY_SECONDS=0: an expired token is refused at once (the client's 401 retry).
-    with running_service(database_url, issuer.base_url, free_port(), log, JWT_LEEWAY_SECONDS="0") as service_url:
-        env = dict(os.environ, TASKS_API_URL=service_url, ISSUER_URL=issuer.base_url)
+    with running_service(
+        tmp_path / "service.log",
+        better_auth_url=issuer.base_url,
+        database_url=database_url,
+        JWT_LEEWAY_SECONDS="0",  # an expired token is refused at once (the client's 401 retry)
+    ) as service:
+        env = dict(os.environ, TASKS_API_URL=service.base_url, ISSUER_URL=issuer.base_url)
         env["TOKEN_LIFETIME_SECONDS"] = str(TOKEN_LIFETIME_SECONDS)
         tests = [str(path.relative_to(NEXTJS_DIR)) for path in sorted((NEXTJS_DIR / "tests").glob("*.test.ts"))]
         assert tests, "no deploy/nextjs/tests/*.test.ts"
@@ -56,4 +57,4 @@ def test_nextjs_api_client_and_proxy_pass_their_node_tests_against_the_real_serv
         try:
             run_node(nextjs_installed, command, env, NODE_TESTS_TIMEOUT_SECONDS, "node --test in deploy/nextjs")
         except pytest.fail.Exception as failure:
-            pytest.fail(f"{failure}\n--- service log ---\n{log.read_text(errors='replace')[-5000:]}", pytrace=False)
+            pytest.fail(f"{failure}\n--- service log ---\n{service.log()[-5000:]}", pytrace=False)

@@ -34,7 +34,9 @@ def test_settings(database_url: str, issuer: FakeBetterAuth, **overrides: Any) -
         database_url=database_url,
         jwks_min_refetch_interval_seconds=0,  # tests of the cooldown set their own
     )
-    return dataclasses.replace(base, **overrides)
+    # Not validated, on purpose: tests shorten timings below what production allows (a 0.2 s
+    # refresh interval). Pass the types Settings holds (tuples, floats).
+    return base.model_copy(update=overrides)
 
 
 test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test

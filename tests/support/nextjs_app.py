@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import os
 import secrets
+import signal
 import subprocess
 import time
 import uuid
@@ -21,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from service.settings import REPO_ROOT
 
 from .app import with_database
 from .node import npm_ci
-from .service_process import spawned, wait_until_ready
 
 NEXTJS_DIR = REPO_ROOT / "deploy" / "nextjs"
 INSTALL_STAMP = NEXTJS_DIR / "node_modules" / ".nextjs-install-stamp"  # the same stamp as `make dev`
@@ -38,6 +40,8 @@ NEXT_BIN = NEXTJS_DIR / "node_modules" / "next" / "dist" / "bin" / "next"
 BUILD_TIMEOUT_SECONDS = 300.0  # ~30 s from scratch on 2 cores, TypeScript check included
 MIGRATE_TIMEOUT_SECONDS = 60.0
 APP_START_DEADLINE_SECONDS = 60.0
+APP_STOP_DEADLINE_SECONDS = 10.0
+POLL_INTERVAL_SECONDS = 0.1
 
 
 def install_nextjs() -> str:
@@ -135,11 +139,41 @@ def app_env(
     return env
 
 
+def wait_until_ready(process: subprocess.Popen, url: str, log_path: Path) -> None:
+    """Poll `url` until it answers 200; fail with the log if `process` exits or the deadline passes."""
+    deadline = time.monotonic() + APP_START_DEADLINE_SECONDS
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"next start exited with {process.returncode}:\n{log_path.read_text()[-5000:]}", pytrace=False)
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            message = f"next start was not ready within {APP_START_DEADLINE_SECONDS:g} s"
+            pytest.fail(f"{message}:\n{log_path.read_text()[-5000:]}", pytrace=False)
+        time.sleep(POLL_INTERVAL_SECONDS)
+
+
 @contextlib.contextmanager
 def running_nextjs(node: str, port: int, env: dict[str, str], log_path: Path) -> Iterator[str]:
-    """`next start` on 127.0.0.1:`port`, until Better Auth's JWKS answers 200. Yields its URL."""
+    """`next start` on 127.0.0.1:`port`, until Better Auth's JWKS answers 200. Yields its URL.
+    A session of its own: the stop reaches every process it started."""
     base_url = f"http://127.0.0.1:{port}"
     args = [node, str(NEXT_BIN), "start", "-H", "127.0.0.1", "-p", str(port)]
-    with spawned(args, NEXTJS_DIR, env, log_path) as process:
-        wait_until_ready(process, f"{base_url}/api/auth/jwks", APP_START_DEADLINE_SECONDS, "next start", log_path)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            args, cwd=NEXTJS_DIR, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_until_ready(process, f"{base_url}/api/auth/jwks", log_path)
         yield base_url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=APP_STOP_DEADLINE_SECONDS)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -8,194 +8,43 @@ No respx here: the service runs in another process, so the JWKS host is a small
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import pwd
 import secrets
 import shutil
-import signal
 import stat
 import subprocess
 import sys
 import sysconfig
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-import psutil
 import pytest
 
 from service.settings import REPO_ROOT
-from service.testing import FakeBetterAuth, serve_jwks
+from service.testing import FakeBetterAuth
+from support.embedded_postgres import assert_postgres_stopped, kill_leftover_postgres, new_data_dir, postmasters_on
+from support.jwks_host import serving_jwks
 from support.ports import free_port
+from support.service_process import running_service
 
-START_DEADLINE_SECONDS = 60.0  # first start runs initdb
 STOP_DEADLINE_SECONDS = 20.0
-POSTGRES_GONE_DEADLINE_SECONDS = 10.0
-POLL_INTERVAL_SECONDS = 0.1
-PROBE_TIMEOUT_SECONDS = 1.0
 REQUEST_TIMEOUT_SECONDS = 15.0  # > JWKS_MIN_REFETCH_INTERVAL_SECONDS: the longest a request may wait on keys
-# A requested stop exits 0 (the service answers uvicorn's re-raised SIGTERM with a no-op); that
-# the shutdown was graceful is checked too: the lifespan's shutdown line and PostgreSQL stopped.
-CLEAN_EXIT_CODES = (0,)
-SHUTDOWN_LOG_LINE = "Application shutdown complete."
-
-
-# -- the JWKS host ---------------------------------------------------------------------------
 
 
 @pytest.fixture
 def jwks_host() -> Iterator[FakeBetterAuth]:
     """A Better Auth stand-in on a real port: GET /api/auth/jwks answers the issuer's keys."""
-    with serve_jwks() as issuer:
+    with serving_jwks() as issuer:
         yield issuer
 
 
-# -- the service as `make run` starts it ------------------------------------------------------
-
-
-def service_env(better_auth_url: str, port: int, data_dir: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("DATABASE_URL", None)
-    # Empty means "use the default" to the service, and unlike an absent variable it also masks
-    # a developer's `.env` in the repo root: no real database, no other JWKS host or issuer.
-    env.update(DATABASE_URL="", JWKS_URL="", JWT_ISSUER="", JWT_AUDIENCE="")
-    env.update(
-        BETTER_AUTH_URL=better_auth_url,
-        HOST="127.0.0.1",
-        PORT=str(port),
-        EMBEDDED_PG_DATA_DIR=str(data_dir),
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-@dataclass
-class RunningService:
-    process: subprocess.Popen
-    client: httpx.Client
-    log_path: Path
-    data_dir: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def fail(self, message: str) -> None:
-        pytest.fail(f"{message}\n--- service log ({self.log_path}) ---\n{self.log()}", pytrace=False)
-
-    def wait_for(self, path: str, status: int, deadline_seconds: float) -> httpx.Response:
-        """Poll `path` until it answers `status`; fail (with the log) if the process dies or time runs out."""
-        deadline = time.monotonic() + deadline_seconds
-        last = "no answer"
-        while True:
-            code = self.process.poll()
-            if code is not None:
-                self.fail(f"the service exited with code {code} before {path} answered {status}")
-            try:
-                response = self.client.get(path, timeout=PROBE_TIMEOUT_SECONDS)
-                if response.status_code == status:
-                    return response
-                last = f"{response.status_code} {response.text[:500]}"
-            except httpx.TransportError as exc:
-                last = f"{type(exc).__name__}"
-            if time.monotonic() > deadline:
-                self.fail(f"{path} did not answer {status} within {deadline_seconds:g} s (last: {last})")
-            time.sleep(POLL_INTERVAL_SECONDS)
-
-    def stop(self) -> None:
-        """SIGTERM, as a process manager would; the service must shut down gracefully and in time."""
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout=STOP_DEADLINE_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.fail(f"the service did not exit within {STOP_DEADLINE_SECONDS:g} s of SIGTERM")
-        if code not in CLEAN_EXIT_CODES:
-            self.fail(f"the service exited with code {code} after SIGTERM (expected one of {CLEAN_EXIT_CODES})")
-        if SHUTDOWN_LOG_LINE not in self.log():
-            self.fail("the service exited without running its lifespan shutdown")
-        assert_postgres_stopped(self.data_dir)
-
-
-def postgres_processes(data_dir: Path) -> list[psutil.Process]:
-    """PostgreSQL server processes whose command line names `data_dir` (the postmaster's does)."""
-    needle = str(data_dir.resolve())
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info["cmdline"] or []
-        if any(needle == arg for arg in cmdline) and "postgres" in Path(cmdline[0]).name:
-            found.append(proc)
-    return found
-
-
-def assert_postgres_stopped(data_dir: Path) -> None:
-    """No server left for `data_dir`: postmaster.pid removed and no process running on it."""
-    deadline = time.monotonic() + POSTGRES_GONE_DEADLINE_SECONDS
-    while True:
-        pid_file = (data_dir / "postmaster.pid").exists()
-        running = postgres_processes(data_dir)
-        if not pid_file and not running:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(
-                f"PostgreSQL still running for {data_dir}: postmaster.pid present={pid_file}, "
-                f"processes={[(p.pid, p.info['cmdline']) for p in running]}",
-                pytrace=False,
-            )
-        time.sleep(POLL_INTERVAL_SECONDS)
-
-
-def kill_leftover_postgres(data_dir: Path) -> None:
-    """After a failed test: stop the server the service left behind (fast shutdown, then kill)."""
-    for proc in postgres_processes(data_dir):
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(signal.SIGINT)  # PostgreSQL's "fast" shutdown
-            try:
-                proc.wait(timeout=10)
-            except psutil.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-
-
-@contextlib.contextmanager
-def run_service(
-    better_auth_url: str,
-    data_dir: Path,
-    log_path: Path,
-    *,
-    ready_path: str = "/readyz",
-    ready_status: int = 200,
-) -> Iterator[RunningService]:
-    """`make run` (`python -m service run`, embedded PostgreSQL) until `ready_path` answers
-    `ready_status`; always stopped, and killed if need be, on the way out."""
-    port = free_port()
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service", "run"],
-            cwd=REPO_ROOT,
-            env=service_env(better_auth_url, port, data_dir),
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a Ctrl-C at the terminal reaches pytest, which stops it below
-        )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=REQUEST_TIMEOUT_SECONDS)
-    service = RunningService(process=process, client=client, log_path=log_path, data_dir=data_dir)
-    try:
-        service.wait_for(ready_path, ready_status, START_DEADLINE_SECONDS)
-        yield service
-    finally:
-        client.close()
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_DEADLINE_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        kill_leftover_postgres(data_dir)
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """The service's embedded PostgreSQL folder, kept across the restarts within a test."""
+    with new_data_dir(prefix="tasks-run-") as path:
+        yield path
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -205,16 +54,19 @@ def bearer(token: str) -> dict[str, str]:
 # -- tests ------------------------------------------------------------------------------------
 
 
-def test_make_run_serves_tasks_over_http_and_keeps_them_across_restarts(jwks_host: FakeBetterAuth, tmp_path: Path):
-    data_dir = tmp_path / "postgres"
+def test_make_run_serves_tasks_over_http_and_keeps_them_across_restarts(
+    jwks_host: FakeBetterAuth, data_dir: Path, tmp_path: Path
+):
     user_id = f"user_{secrets.token_hex(8)}"
     token = jwks_host.issue_token(user_id)  # Better Auth's header and claims
     header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
     assert header == {"alg": "EdDSA", "kid": jwks_host.current_key.kid}
     tasks_url = f"/api/{user_id}/tasks"
 
-    with run_service(jwks_host.base_url, data_dir, tmp_path / "service-1.log") as service:
-        http = service.client
+    with (
+        running_service(tmp_path / "service-1.log", better_auth_url=jwks_host.base_url, data_dir=data_dir) as service,
+        service.client(timeout=REQUEST_TIMEOUT_SECONDS) as http,
+    ):
         assert jwks_host.jwks_requests >= 1  # ready means keys were fetched from the real host
 
         response = http.get(tasks_url, headers=bearer(token))
@@ -241,50 +93,56 @@ def test_make_run_serves_tasks_over_http_and_keeps_them_across_restarts(jwks_hos
         response = http.get("/healthz")
         assert response.status_code == 200, response.text
 
-        service.stop()  # SIGTERM: graceful exit in time, embedded PostgreSQL stopped
+        service.stop_gracefully()  # SIGTERM: exit 0 in time, after the lifespan's shutdown
+        assert_postgres_stopped(data_dir)
 
-    with run_service(jwks_host.base_url, data_dir, tmp_path / "service-2.log") as service:
-        response = service.client.get(tasks_url, headers=bearer(token))
+    with (
+        running_service(tmp_path / "service-2.log", better_auth_url=jwks_host.base_url, data_dir=data_dir) as service,
+        service.client(timeout=REQUEST_TIMEOUT_SECONDS) as http,
+    ):
+        response = http.get(tasks_url, headers=bearer(token))
         assert response.status_code == 200, response.text
         assert response.json() == [task]
 
-        response = service.client.get(f"{tasks_url}/{task['id']}", headers=bearer(token))
+        response = http.get(f"{tasks_url}/{task['id']}", headers=bearer(token))
         assert response.status_code == 200, response.text
         assert response.json() == task
 
-        service.stop()
+        service.stop_gracefully()
+        assert_postgres_stopped(data_dir)
 
 
-def test_a_clean_stop_after_a_crash_still_stops_postgres(jwks_host: FakeBetterAuth, tmp_path: Path):
-    data_dir = tmp_path / "postgres"
-    with run_service(jwks_host.base_url, data_dir, tmp_path / "crash.log") as service:
+def test_a_clean_stop_after_a_crash_still_stops_postgres(jwks_host: FakeBetterAuth, data_dir: Path, tmp_path: Path):
+    with running_service(tmp_path / "crash.log", better_auth_url=jwks_host.base_url, data_dir=data_dir) as service:
         service.process.kill()  # SIGKILL: no shutdown, PostgreSQL left running, our pid left behind
         service.process.wait(timeout=STOP_DEADLINE_SECONDS)
-        assert postgres_processes(data_dir), "the crash should have left PostgreSQL running"
-    with run_service(jwks_host.base_url, data_dir, tmp_path / "after-crash.log") as service:
-        service.stop()  # must stop PostgreSQL although the crashed process never let go of it
+        assert postmasters_on(data_dir), "the crash should have left PostgreSQL running"
+    with running_service(
+        tmp_path / "after-crash.log", better_auth_url=jwks_host.base_url, data_dir=data_dir
+    ) as service:
+        service.stop_gracefully()  # must stop PostgreSQL although the crashed process never let go of it
+        assert_postgres_stopped(data_dir)
 
 
-def test_make_run_starts_without_the_jwks_host_and_is_not_ready(tmp_path: Path):
+def test_make_run_starts_without_the_jwks_host_and_is_not_ready(data_dir: Path, tmp_path: Path):
+    """Alive but not ready, for the keys alone. (What an API call gets meanwhile, a prompt 503
+    `keys_unavailable`, is tests/auth/test_jwks_outage.py's.)"""
     down_url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    data_dir = tmp_path / "postgres"
 
-    with run_service(down_url, data_dir, tmp_path / "service.log", ready_path="/healthz") as service:
-        response = service.client.get("/readyz")
+    with (
+        running_service(
+            tmp_path / "service.log", better_auth_url=down_url, data_dir=data_dir, ready_path="/healthz"
+        ) as service,
+        service.client(timeout=REQUEST_TIMEOUT_SECONDS) as http,
+    ):
+        response = http.get("/readyz")
         assert response.status_code == 503, response.text
         body = response.json()
         assert body["status"] == "not ready" and body["keys"] == 0, body
         # One problem, the keys; the database is fine.
         assert len(body["problems"]) == 1 and body["problems"][0].startswith("signing keys"), body
 
-        # An API call answers at once-ish (bounded, never a hang): 503 with Retry-After, not 401.
-        issuer = FakeBetterAuth(base_url=down_url)
-        response = service.client.get("/api/user_1/tasks", headers=bearer(issuer.issue_token("user_1")))
-        assert response.status_code == 503, response.text
-        assert response.json()["code"] == "keys_unavailable"
-        assert int(response.headers["retry-after"]) >= 1
-
-        service.stop()
+        service.stop_gracefully()
 
 
 # -- the embedded PostgreSQL as a normal (non-root) user ---------------------------------------

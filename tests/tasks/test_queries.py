@@ -6,32 +6,35 @@ Static, from the source: `service/tasks/queries.py` is parsed with `ast`; the SQ
 `db.fetch / fetchrow / fetchval / execute / executemany` is rebuilt from string constants,
 f-strings over module constants, and (for the one SQL builder, `list_statement`) every statement
 the builder can produce. The checker is itself tested against mutations of that source.
+Every query function takes a `UserConnection` (a transaction as the owner), never a pool.
 """
 
 from __future__ import annotations
 
 import ast
-import itertools
 import re
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
+import asyncpg
+import orjson
 import pytest
 
 from service.settings import REPO_ROOT
+from service.tasks.queries import DOCUMENT_FIELDS
+from service.tasks.schemas import Task
 
 SERVICE = REPO_ROOT / "service"
 QUERIES = SERVICE / "tasks" / "queries.py"
 USER_TABLES = ("tasks", "idempotency_keys")
 EXECUTOR_METHODS = {"fetch", "fetchrow", "fetchval", "execute", "executemany"}
 # The only modules that may run SQL at all; of them, only queries.py may touch user tables.
-SQL_MODULES = {"tasks/queries.py", "db/migrate.py", "db/session.py", "db/embedded.py", "health.py"}
+SQL_MODULES = {"tasks/queries.py", "db/migrate.py", "db/session.py", "db/embedded.py", "db/maintenance.py", "health.py"}
 # SQL builders: every statement each can produce, from the executed module.
 BUILDERS: dict[str, Callable[[types.ModuleType], Iterable[tuple]]] = {
-    "list_statement": lambda m: itertools.product(
-        m.SORT_COLUMNS, (False, True), tuple(m.STATUS_FILTERS), (False, True), (False, True)
-    ),
+    "list_statement": lambda m: ((shape,) for shape in m.ListShape.every()),
 }
 PLACEHOLDER = "«{}»"  # an f-string part that is not a module constant
 
@@ -50,14 +53,9 @@ class Statement:
 # -- collecting the statements -------------------------------------------------------------
 
 
-def module_constants(tree: ast.Module) -> dict[str, str]:
-    constants = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
-            for target in node.targets:
-                if isinstance(target, ast.Name):
-                    constants[target.id] = node.value.value
-    return constants
+def module_constants(module: types.ModuleType) -> dict[str, str]:
+    """The module's string constants, as executed (so f-strings over other constants resolve)."""
+    return {name: value for name, value in vars(module).items() if isinstance(value, str) and not name.startswith("__")}
 
 
 def sql_text(node: ast.expr, constants: dict[str, str]) -> str | None:
@@ -104,6 +102,7 @@ def executor_calls(function: ast.AsyncFunctionDef) -> list[ast.Call]:
 
 def load(source: str) -> tuple[ast.Module, types.ModuleType]:
     module = types.ModuleType("queries_under_test")
+    module.__package__ = "service.tasks"  # for its relative imports
     exec(compile(source, str(QUERIES), "exec"), module.__dict__)
     return ast.parse(source), module
 
@@ -111,7 +110,7 @@ def load(source: str) -> tuple[ast.Module, types.ModuleType]:
 def statements_and_problems(source: str) -> tuple[list[Statement], list[str]]:
     """Every statement of the queries module, and every broken rule (empty when all is well)."""
     tree, module = load(source)
-    constants = module_constants(tree)
+    constants = module_constants(module)
     statements: list[Statement] = []
     problems: list[str] = []
     for function in (n for n in tree.body if isinstance(n, ast.AsyncFunctionDef)):
@@ -122,6 +121,9 @@ def statements_and_problems(source: str) -> tuple[list[Statement], list[str]]:
         where = f"{function.name} (line {function.lineno})"
         if params[1:2] != ["user_id"]:
             problems.append(f"{where}: the first parameter after the executor must be user_id, not {params[1:2]}")
+        executor_type = function.args.args[0].annotation if function.args.args else None
+        if executor_type is None or ast.unparse(executor_type) != "UserConnection":
+            problems.append(f"{where}: the executor must be a UserConnection (a transaction as the owner), not a pool")
         for call in calls:
             if not call.args:
                 problems.append(f"{where}: {call.func.attr}() without SQL")
@@ -337,16 +339,28 @@ def test_no_sql_on_user_tables_outside_the_queries_module():
 
 MUTATIONS = [
     pytest.param(
-        'f"SELECT {TASK_COLUMNS} FROM tasks WHERE user_id = $1 AND id = $2"',
+        'OWNED_TASK = "user_id = $1 AND id = $2"',
+        'OWNED_TASK = "id = $2"',
+        "no `user_id = $1`",
+        id="owned-task-predicate-without-owner",
+    ),
+    pytest.param(
+        'f"SELECT {TASK_COLUMNS} FROM tasks WHERE {OWNED_TASK}"',
         'f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = $2"',
         "no `user_id = $1`",
         id="select-without-owner-filter",
     ),
     pytest.param(
-        '"DELETE FROM tasks WHERE user_id = $1 AND id = $2',
-        '"DELETE FROM tasks WHERE id = $2',
+        'f"DELETE FROM tasks WHERE {OWNED_TASK_AT_VERSION} RETURNING 1"',
+        'f"DELETE FROM tasks WHERE id = $2 RETURNING 1"',
         "no `user_id = $1`",
         id="delete-without-owner-filter",
+    ),
+    pytest.param(
+        'OWNED_TASK_AT_VERSION = f"{OWNED_TASK} AND',
+        'OWNED_TASK_AT_VERSION = f"{OWNED_TASK} OR',
+        "OR at the top",
+        id="conditional-write-owner-filter-or-ed-away",
     ),
     pytest.param(
         'where = "user_id = $1" + STATUS_FILTERS[status]',
@@ -385,27 +399,33 @@ MUTATIONS = [
         id="cte-update-without-owner-filter",
     ),
     pytest.param(
-        "async def get_task(db: Executor, user_id: str, task_id: int)",
-        "async def get_task(db: Executor, task_id: int, user_id: str)",
+        "async def get_task(db: UserConnection, user_id: str, task_id: int)",
+        "async def get_task(db: UserConnection, task_id: int, user_id: str)",
         "first parameter after the executor must be user_id",
         id="owner-not-first-parameter",
     ),
     pytest.param(
+        "async def get_task(db: UserConnection,",
+        "async def get_task(db: asyncpg.Pool,",
+        "must be a UserConnection",
+        id="query-on-the-pool",
+    ),
+    pytest.param(
         "    return bool(deleted)",
-        "    return bool(deleted)\n\n\nasync def count_tasks(db: Executor) -> int:\n"
+        "    return bool(deleted)\n\n\nasync def count_tasks(db: UserConnection) -> int:\n"
         '    return await db.fetchval("SELECT count(*) FROM tasks")',
         "without a WHERE",
         id="new-unfiltered-statement",
     ),
     pytest.param(
-        "    args: list[Any] = [user_id, limit]",
-        "    args: list[Any] = [limit, user_id]",
+        "    args: list[Any] = [user_id, limit, *options.filter_arguments()]",
+        "    args: list[Any] = [limit, user_id, *options.filter_arguments()]",
         "$1 must be bound to user_id",
         id="list-binds-owner-second",
     ),
     pytest.param(
-        '"SELECT 1 FROM tasks WHERE user_id = $1 AND id = $2", user_id, task_id',
-        '"SELECT 1 FROM tasks WHERE user_id = $1 AND id = $2", task_id, user_id',
+        'f"SELECT 1 FROM tasks WHERE {OWNED_TASK}", user_id, task_id',
+        'f"SELECT 1 FROM tasks WHERE {OWNED_TASK}", task_id, user_id',
         "$1 must be bound to user_id",
         id="binds-swapped",
     ),
@@ -429,3 +449,36 @@ def test_the_checker_rejects_sql_on_user_tables_elsewhere():
     assert any("tasks/routes.py:2: runs SQL" in p for p in problems), problems
     assert any("SQL on tasks outside" in p for p in problems), problems
     assert any("health.py:1: SQL on idempotency_keys" in p for p in problems), problems
+
+
+# -- the task's shape: one list of fields in three places -------------------------------------
+
+PG_TYPES = {int: "bigint", str: "text", bool: "boolean", datetime: "timestamp with time zone"}
+
+
+async def attributes(conn: asyncpg.Connection, relation: str) -> list[tuple[str, str]]:
+    rows = await conn.fetch(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a"
+        " WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        relation,
+    )
+    return [(row["attname"], row["type"]) for row in rows]
+
+
+async def test_the_task_schema_the_document_fields_and_the_row_type_agree(database_url, migrated):
+    """schemas.Task (the documented response), queries.DOCUMENT_FIELDS (what the statements
+    select) and the task_document row type (what PostgreSQL writes as the body): same fields, in
+    the same order, of the same types as the tasks table's columns."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        row_type = await attributes(conn, "task_document")
+        table = dict(await attributes(conn, "tasks"))
+        document = await conn.fetchval("SELECT to_json(ROW(1, 'u', 't', '', false, now(), now())::task_document)::text")
+    finally:
+        await conn.close()
+    fields = [name.strip() for name in DOCUMENT_FIELDS.split(",")]
+    assert [name for name, _ in row_type] == fields == list(Task.model_fields)
+    assert row_type == [(name, table[name]) for name in fields]
+    assert row_type == [(name, PG_TYPES[field.annotation]) for name, field in Task.model_fields.items()]
+    assert list(orjson.loads(document)) == fields
+    Task.model_validate_json(document)

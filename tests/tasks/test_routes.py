@@ -132,33 +132,6 @@ WRITE_ROUTES = [
 ]
 
 
-@pytest.mark.parametrize("method, suffix, body", WRITE_ROUTES)
-async def test_every_id_route_answers_404_for_another_users_task_and_leaves_it_alone(
-    client, alice, bob, method, suffix, body
-):
-    theirs = await create(client, bob, "Bob's task")
-    response = await client.request(method, alice.url(f"/{theirs['id']}{suffix}"), json=body, headers=alice.headers)
-    assert_problem(response, 404, "task_not_found")
-    unchanged = await client.get(bob.url(f"/{theirs['id']}"), headers=bob.headers)
-    assert unchanged.json() == theirs
-
-
-@pytest.mark.parametrize(
-    "method, suffix, body",
-    [
-        *WRITE_ROUTES,
-        pytest.param("GET", "LIST", None, id="list"),
-        pytest.param("POST", "LIST", {"title": "x"}, id="create"),
-    ],
-)
-async def test_every_route_answers_403_when_the_path_names_another_user(client, alice, bob, method, suffix, body):
-    theirs = await create(client, bob)
-    path = bob.url() if suffix == "LIST" else bob.url(f"/{theirs['id']}{suffix}")
-    assert_problem(await client.request(method, path, json=body, headers=alice.headers), 403, "forbidden")
-    listing = await client.get(bob.url(), headers=bob.headers)
-    assert listing.json() == [theirs]
-
-
 # -- list -------------------------------------------------------------------------------------
 
 
@@ -203,6 +176,30 @@ async def test_list_pages_through_everything_once_with_link_next(client, make_us
             assert link.endswith('rel="next"') and len(page) == 3
     assert sorted(task["id"] for task in seen) == sorted(task["id"] for task in created)
     assert len(seen) == 7
+
+
+async def test_search_in_decomposed_form_finds_the_stored_text(client, make_user):
+    user = make_user()
+    cafe = await create(client, user, "caf\u00e9 au lait")  # stored in NFC whichever way it is sent
+    response = await client.get(user.url(), params={"q": "cafe\u0301"}, headers=user.headers)
+    assert response.status_code == 200 and [task["id"] for task in response.json()] == [cafe["id"]]
+
+
+async def test_link_next_repeats_an_awkward_search_text_exactly(client, make_user):
+    """The search text goes back into the Link encoded: "&", "=", "#", "+", "%" or non-Latin-1
+    letters neither end the parameter nor change it."""
+    user = make_user()
+    text = "a&b=c #1 %41+é🙂;,"
+    matching = [await create(client, user, f"{text} {i}") for i in range(3)]
+    await create(client, user, "a&b=c #1 %41 é🙂;,")  # "+" missing: a near miss
+    seen, url, params = [], user.url(), {"q": text, "limit": 1, "sort": "created_at"}
+    while url:
+        response = await client.get(url, params=params, headers=user.headers)
+        assert response.status_code == 200, response.text
+        seen += response.json()
+        link = response.headers.get("link")
+        url, params = (link.split(">;")[0].lstrip("<"), None) if link else (None, None)
+    assert seen == matching
 
 
 @pytest.mark.parametrize(
@@ -332,16 +329,6 @@ async def test_malformed_if_match_is_422(client, alice):
     task = await create(client, alice)
     response = await client.delete(alice.url(f"/{task['id']}"), headers={**alice.headers, "If-Match": "no-quotes"})
     assert_problem(response, 422, "validation_failed")
-
-
-async def test_concurrent_puts_with_the_same_if_match_let_exactly_one_win(client, alice):
-    task = await create(client, alice)
-    headers = {**alice.headers, "If-Match": f'"{task["id"]}-1"'}
-    bodies = [{"title": f"writer {i}", "description": "", "completed": False} for i in range(8)]
-    responses = await asyncio.gather(
-        *(client.put(alice.url(f"/{task['id']}"), json=b, headers=headers) for b in bodies)
-    )
-    assert sorted(r.status_code for r in responses) == [200] + [412] * 7
 
 
 # -- idempotent create ------------------------------------------------------------------------

@@ -11,6 +11,17 @@
 //   ISSUER_JWT_ISSUER                  jwt.issuer (unset: the base URL)
 //   ISSUER_JWT_AUDIENCE                jwt.audience (unset: the base URL)
 //   BETTER_AUTH_SECRET                 encrypts the stored private keys (unset: random per start)
+//   ISSUER_RATE_LIMIT                  "on": Better Auth's rate limiter as in production (100 requests
+//                                      per 10 s per path; no client IP behind node:http, so one shared
+//                                      bucket, as behind one NAT); sign-up and /token are exempt for the tests
+//   ISSUER_RATE_LIMIT_JWKS             "WINDOW_SECONDS,MAX": a rateLimit.customRules entry for /jwks;
+//                                      "off" exempts /jwks (the README's advice)
+//   ISSUER_OAUTH_RESOURCE              a URL: @better-auth/oauth-provider on, issuing at+jwt access
+//                                      tokens for that resource with the scopes tasks:read, tasks:write
+//   ISSUER_SESSION_STATUS_SECRET       a secret: the sessionStatus plugin (POST /api/auth/session-status,
+//                                      see the README) on, and `sid` added to the JWT by definePayload
+//   ISSUER_ADMIN                       "on": the admin plugin; users whose email starts with "admin-"
+//                                      are admins
 //
 // Once it accepts connections it prints one line on stdout: `listening <port>`.
 // The memory adapter keeps nothing across restarts: every start has a new key set (new kid).
@@ -54,17 +65,70 @@ function keyPairConfig(alg) {
   return alg.startsWith("RS") || alg.startsWith("PS") ? { alg, modulusLength: RSA_MODULUS_LENGTH } : { alg };
 }
 
-function createAuth(baseURL) {
+function rateLimit() {
+  const mode = optional("ISSUER_RATE_LIMIT");
+  if (mode === undefined) return { enabled: false }; // the tests fetch tokens in a loop
+  if (mode !== "on") fail(`ISSUER_RATE_LIMIT: expected "on", got ${JSON.stringify(mode)}`);
+  // The tests' own sign-ups and token fetches are not what is being limited.
+  const customRules = { "/sign-up/email": false, "/sign-in/email": false, "/token": false };
+  const jwksRule = optional("ISSUER_RATE_LIMIT_JWKS");
+  if (jwksRule === "off") customRules["/jwks"] = false;
+  else if (jwksRule !== undefined) {
+    const [window, max] = jwksRule.split(",").map(Number);
+    if (!(window > 0 && max > 0)) fail(`ISSUER_RATE_LIMIT_JWKS: expected "WINDOW,MAX" or "off", got ${JSON.stringify(jwksRule)}`);
+    customRules["/jwks"] = { window, max };
+  }
+  return { enabled: true, window: 10, max: 100, storage: "memory", customRules };
+}
+
+async function extraPlugins() {
+  const plugins = [];
+  const resource = optional("ISSUER_OAUTH_RESOURCE");
+  if (resource !== undefined) {
+    const { oauthProvider } = await import("@better-auth/oauth-provider");
+    plugins.push(
+      oauthProvider({
+        loginPage: "/sign-in",
+        consentPage: "/consent",
+        scopes: ["openid", "profile", "email", "offline_access", "tasks:read", "tasks:write"],
+        resources: [resource], // RFC 8707: a token asked for this resource is a JWT with aud = resource
+        clientRegistrationDefaultResources: [resource],
+      }),
+    );
+  }
+  if (optional("ISSUER_ADMIN") === "on") {
+    const { admin } = await import("better-auth/plugins/admin");
+    plugins.push(admin());
+  }
+  const statusSecret = optional("ISSUER_SESSION_STATUS_SECRET");
+  if (statusSecret !== undefined) {
+    const { sessionStatus } = await import("./session-status.mjs");
+    plugins.push(sessionStatus({ secret: statusSecret }));
+  }
+  return plugins;
+}
+
+function createAuth(baseURL, plugins) {
   const rotationInterval = seconds("ISSUER_ROTATION_INTERVAL_SECONDS");
   const gracePeriod = seconds("ISSUER_GRACE_PERIOD_SECONDS");
+  const withSid = optional("ISSUER_SESSION_STATUS_SECRET") !== undefined;
+  const adminOn = optional("ISSUER_ADMIN") === "on";
   return betterAuth({
     baseURL,
     basePath: "/api/auth",
     secret: SECRET,
-    database: memoryAdapter({ user: [], session: [], account: [], verification: [], jwks: [] }),
+    database: memoryAdapter({
+      user: [], session: [], account: [], verification: [], jwks: [],
+      oauthClient: [], oauthConsent: [], oauthRefreshToken: [], oauthAccessToken: [], oauthResource: [], oauthClientResource: [],
+    }),
     emailAndPassword: { enabled: true },
-    rateLimit: { enabled: false }, // the tests fetch tokens in a loop
+    rateLimit: rateLimit(),
     telemetry: { enabled: false },
+    ...(adminOn && {
+      databaseHooks: {
+        user: { create: { before: async (user) => ({ data: { ...user, role: user.email.startsWith("admin-") ? "admin" : "user" } }) } },
+      },
+    }),
     plugins: [
       jwt({
         jwks: {
@@ -76,8 +140,11 @@ function createAuth(baseURL) {
           ...(optional("ISSUER_JWT_EXPIRATION") && { expirationTime: optional("ISSUER_JWT_EXPIRATION") }),
           ...(optional("ISSUER_JWT_ISSUER") && { issuer: optional("ISSUER_JWT_ISSUER") }),
           ...(optional("ISSUER_JWT_AUDIENCE") && { audience: optional("ISSUER_JWT_AUDIENCE") }),
+          // The README's snippet: the session id as `sid`, for SESSION_CHECK=http.
+          ...(withSid && { definePayload: ({ user, session }) => ({ ...user, sid: session.id }) }),
         },
       }),
+      ...plugins,
     ],
   });
 }
@@ -131,9 +198,12 @@ function stop() {
 process.on("SIGTERM", stop);
 process.on("SIGINT", stop);
 
+// Loaded before listening (optional plugins only when asked for: the plain issuer starts quicker).
+const plugins = await extraPlugins();
+
 server.listen(port, HOST, () => {
   const actual = server.address().port;
   baseURL = `http://${HOST}:${actual}`;
-  auth = createAuth(baseURL); // before the ready line: no request can arrive without it
+  auth = createAuth(baseURL, plugins); // before the ready line: no request can arrive without it
   process.stdout.write(`listening ${actual}\n`);
 });

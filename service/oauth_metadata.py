@@ -1,0 +1,42 @@
+"""RFC 9728 protected-resource metadata at `/.well-known/oauth-protected-resource`: how OAuth and
+MCP clients learn which authorization server (Better Auth's OAuth provider) grants tokens for
+this service, and which scopes it knows. Served only when OAuth access tokens are accepted."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter, Request, Response
+
+from .auth.token_types import SCOPES_SUPPORTED
+from .errors import NotFound
+from .settings import Settings
+
+METADATA_PATH = "/.well-known/oauth-protected-resource"
+
+router = APIRouter(tags=["oauth"])
+
+
+def protected_resource_metadata(settings: Settings) -> dict[str, object]:
+    return {
+        "resource": settings.oauth_resource,
+        "authorization_servers": [settings.oauth_authorization_server],
+        "scopes_supported": list(SCOPES_SUPPORTED),
+        "bearer_methods_supported": ["header"],
+        "resource_name": "Tasks service",
+    }
+
+
+@router.get(
+    METADATA_PATH,
+    summary="OAuth protected-resource metadata (RFC 9728)",
+    responses={404: {"description": "OAuth access tokens are not enabled (OAUTH_ACCESS_TOKENS)"}},
+)
+async def oauth_protected_resource(request: Request) -> Response:
+    settings: Settings = request.app.state.resources.settings
+    if not settings.oauth_access_tokens:
+        raise NotFound("OAuth access tokens are not enabled on this service")
+    return Response(
+        orjson.dumps(protected_resource_metadata(settings)),
+        media_type="application/json",
+        headers={"Cache-Control": "public, max-age=3600"},
+    )
