@@ -86,8 +86,8 @@ def prepare_auth_database(stack: list) -> str:
     if os.environ.get("AUTH_DATABASE_URL"):
         return os.environ["AUTH_DATABASE_URL"]
     settings = load_settings()
-    if settings.database_url:
-        admin_dsn = settings.database_url
+    if settings.database_url is not None:
+        admin_dsn = settings.database_url.get_secret_value()
     else:
         server = start_embedded_postgres(settings.embedded_pg_data_dir)
         stack.append(server)

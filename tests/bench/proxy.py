@@ -132,6 +132,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tasks-per-user", type=int, default=20)
     args = parser.parse_args(argv)
     connections = [int(part) for part in args.connections.split(",")]
+    load_at_start = os.getloadavg()[0]
     work = BENCH_DIR / "work"
     work.mkdir(parents=True, exist_ok=True)
     wrk = ensure_wrk(progress)
@@ -203,7 +204,15 @@ def main(argv: list[str]) -> int:
             f"{count} connection(s): proxy p50 = {ratios[count]} x direct p50 ({verdict} the target of {TARGET_RATIO:g} x)"
         )
     output = BENCH_DIR / f"proxy-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    record = {"runs": runs, "p50_ratio": ratios, "build_seconds": round(build.seconds, 1), "cpus": os.cpu_count()}
+    load = {"start": round(load_at_start, 2), "end": round(os.getloadavg()[0], 2)}
+    print(f"load average (1 min): {load['start']} at the start, {load['end']} at the end, on {os.cpu_count()} CPUs")
+    record = {
+        "runs": runs,
+        "p50_ratio": ratios,
+        "build_seconds": round(build.seconds, 1),
+        "cpus": os.cpu_count(),
+        "load_average": load,
+    }
     output.write_text(json.dumps(record, indent=2) + "\n")
     progress(f"written to {output.relative_to(REPO_ROOT)}")
     return 0
