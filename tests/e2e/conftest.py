@@ -61,7 +61,7 @@ class Stack:
     recorder: RecordingProxy  # every request the app's proxy sent to the service
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped once the browser tests are done
 async def stack(
     nextjs_build: Build, postgres_admin_dsn: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Stack]:
@@ -83,16 +83,15 @@ async def stack(
             service.stop()
 
 
+FAILED = pytest.StashKey[bool]()
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
     report = yield
-    item.stash.setdefault(FAILED, False)
     if report.failed:
         item.stash[FAILED] = True
     return report
-
-
-FAILED = pytest.StashKey[bool]()
 
 
 @pytest.fixture

@@ -28,7 +28,8 @@ from .conftest import Stack
 # The first test also installs and builds the app (the session's fixtures), a minute or two from scratch.
 pytestmark = pytest.mark.timeout(420)
 
-ROTATION_DEADLINE_SECONDS = 30.0  # a few JWT lifetimes (conftest.JWT_LIFETIME)
+ROTATION_DEADLINE_SECONDS = 30.0
+SESSION_COOKIE = "better-auth.session_token"  # a few JWT lifetimes (conftest.JWT_LIFETIME)
 
 
 async def signed_in_user_id(page) -> str:
@@ -85,7 +86,14 @@ async def test_a_user_signs_up_manages_tasks_and_finds_them_after_a_reload_and_a
     await search.press("Enter")
     await expect(task_titles(a.page)).to_have_text(remaining)
 
+    # Signing out drops the JWT the proxy held for the session: the old cookie, replayed at once
+    # (well within the JWT's reuse time), gets nothing.
+    [session_cookie] = [c for c in await a.page.context.cookies() if c["name"] == SESSION_COOKIE]
+    assert (await a.page.request.get("/api/tasks")).status == 200  # the proxy holds a JWT for it now
     await sign_out(a.page)
+    replayed = await a.page.request.get("/api/tasks", headers={"Cookie": f"{SESSION_COOKIE}={session_cookie['value']}"})
+    assert replayed.status == 401
+    assert (await replayed.json())["code"] == "not_signed_in"
     await a.page.goto("/tasks")
     await expect(a.page.get_by_role("heading", name="Sign in")).to_be_visible()
     refused = await a.page.request.get("/api/tasks")
