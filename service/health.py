@@ -11,6 +11,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 
 from .metrics import CONTENT_TYPE, ServiceMetrics
+from .resources import resources
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger("service.health")
@@ -35,7 +36,7 @@ async def healthz() -> Response:
 )
 async def readyz(request: Request) -> Response:
     probe: ReadinessProbe = request.app.state.readiness
-    ready, body = await probe.check(request.app.state.resources)
+    ready, body = await probe.check(resources(request))
     return Response(body, status_code=200 if ready else 503, media_type="application/json")
 
 

@@ -8,6 +8,7 @@ server's own refusals (service.refusals), so every error body has the same membe
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, cast
 
 import orjson
@@ -33,19 +34,23 @@ def problem_body(status: int, title: str, detail: str, code: str, fields: list[d
     return orjson.dumps(body)
 
 
-def problem_response(exc: errors.ServiceError) -> Response:
+def problem_response(exc: errors.ServiceError, headers: Mapping[str, str] | None = None) -> Response:
+    """The problem for `exc`; `headers` override the error's own (e.g. a challenge with more to say)."""
     fields = exc.errors if isinstance(exc, errors.InvalidRequest) else None
     body = problem_body(exc.status, exc.title, exc.detail, exc.code, fields)
-    return Response(body, status_code=exc.status, media_type=PROBLEM_MEDIA_TYPE, headers=exc.headers)
+    merged = {**exc.headers, **headers} if headers else exc.headers
+    return Response(body, status_code=exc.status, media_type=PROBLEM_MEDIA_TYPE, headers=merged)
 
 
-async def render_error(exc: errors.ServiceError, scope: Scope, send: Send) -> None:
+async def render_error(
+    exc: errors.ServiceError, scope: Scope, send: Send, headers: Mapping[str, str] | None = None
+) -> None:
     """Answer `exc` from ASGI middleware, outside any route."""
 
     async def no_body() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    await problem_response(exc)(scope, no_body, send)
+    await problem_response(exc, headers)(scope, no_body, send)
 
 
 def _validation_problem(exc: RequestValidationError) -> errors.InvalidRequest:

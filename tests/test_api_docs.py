@@ -22,6 +22,8 @@ EXPECTED = {
     ("PATCH", "/api/{user_id}/tasks/{task_id}"): {200, 404, 412, 413, 415} | ERRORS,
     ("PATCH", "/api/{user_id}/tasks/{task_id}/complete"): {200, 404, 412} | ERRORS,
     ("DELETE", "/api/{user_id}/tasks/{task_id}"): {204, 404, 412} | ERRORS,
+    ("POST", "/api/{user_id}/tasks/{task_id}/move"): {200, 404, 412, 413, 415} | ERRORS,
+    ("GET", "/api/{user_id}/labels"): {200} | ERRORS,
     ("GET", "/healthz"): {200},
     ("GET", "/readyz"): {200, 503},
     ("GET", "/metrics"): {200},
@@ -34,6 +36,7 @@ HEADERS = {
     ("PUT", "/api/{user_id}/tasks/{task_id}", "200"): {"ETag"},
     ("PATCH", "/api/{user_id}/tasks/{task_id}", "200"): {"ETag"},
     ("PATCH", "/api/{user_id}/tasks/{task_id}/complete", "200"): {"ETag"},
+    ("POST", "/api/{user_id}/tasks/{task_id}/move", "200"): {"ETag"},
 }
 
 
@@ -107,6 +110,7 @@ DECLARED = [
     if isinstance(route, APIRoute) and (inputs := inputs_of(route.endpoint)) is not None
     for method in sorted(route.methods)
 ]
+VALID_BODIES = {"Move": {"after": None}}
 VALID_BODY = {"title": "t", "description": "", "completed": False}
 
 
@@ -133,9 +137,11 @@ async def test_parameters_are_documented_as_declared_once_and_path_ones_are_requ
 
 def invalid_value(schema: dict) -> str:
     """A value the schema refuses."""
+    if schema["type"] == "array":
+        return invalid_value(schema["items"])
     if "enum" in schema:
         return "not-one-of-them"
-    if schema["type"] == "integer":
+    if schema["type"] in ("integer", "boolean"):
         return "x"
     return "x" * (schema["maxLength"] + 1)
 
@@ -158,7 +164,11 @@ async def test_every_declared_parameter_is_enforced(client, alice, method, path,
         headers[param.name] = bad
     url = path.format(**values)
     response = await client.request(
-        method, url, params=query, headers=headers, json=VALID_BODY if inputs.body else None
+        method,
+        url,
+        params=query,
+        headers=headers,
+        json=VALID_BODIES.get(inputs.body.__name__, VALID_BODY) if inputs.body else None,
     )
     problem = assert_problem(response, 422, "validation_failed")
     assert param.name in {error["field"] for error in problem["errors"]}

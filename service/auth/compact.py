@@ -56,7 +56,7 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-_JSON = json.JSONDecoder(object_pairs_hook=_reject_duplicates)  # built once: ~4 us a token saved
+_JSON = json.JSONDecoder(object_pairs_hook=_reject_duplicates)  # built once, not per token
 
 
 def decode_json_segment(segment: bytes, what: str) -> dict[str, Any]:

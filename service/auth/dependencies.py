@@ -14,7 +14,9 @@ from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import Forbidden, InsufficientScope, InvalidToken, MissingToken, ServiceError, TokenRejection
+from ..oauth_metadata import discovery_challenge
 from ..problems import render_error
+from ..resources import app_resources
 from .token_types import required_scope
 from .tokens import Principal, TokenVerifier
 
@@ -49,7 +51,8 @@ class BearerAuthMiddleware:
         if scope["type"] != "http" or not scope["path"].startswith(PROTECTED_PREFIX):
             await self.app(scope, receive, send)
             return
-        verifier: TokenVerifier = scope["app"].state.resources.verifier
+        opened = app_resources(scope["app"])
+        verifier: TokenVerifier = opened.verifier
         try:
             try:
                 token = bearer_token(scope["headers"])
@@ -64,7 +67,9 @@ class BearerAuthMiddleware:
                     verifier.count_rejection(refusal.reason, refusal.detail)
                     raise refusal
         except ServiceError as exc:
-            await render_error(exc, scope, send)
+            challenge = exc.headers.get("WWW-Authenticate")
+            headers = {"WWW-Authenticate": discovery_challenge(opened.settings, challenge)} if challenge else None
+            await render_error(exc, scope, send, headers)
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)

@@ -91,9 +91,8 @@ async def acquire_connection(
 
     `gate`, a semaphore as large as the pool, makes the wait first come, first served: asyncpg's
     pool waits on an asyncio.Queue, where a newcomer can take the connection released for a
-    waiter, which then queues again at the back. Under load that starved some requests (make
-    bench at 64 connections, p99: list 146-289 ms without the gate, 80-123 ms with it; mixed
-    215-265 ms, then 63-78 ms).
+    waiter, which then queues again at the back. Under load that starved some requests and
+    doubled the p99 (figures in tests/bench/README.md).
     The caller releases the gate after the connection (see user_transaction).
     """
     try:

@@ -15,9 +15,11 @@ import orjson
 
 from ..errors import InvalidRequest
 from .options import ListOptions, sort_column
-from .schemas import TASK_ID_MAX
+from .positions import POSITION_MAX
+from .schemas import PRIORITIES, TASK_ID_MAX
 
 MAX_CURSOR_CHARS = 1024
+_DUE_KEY_MAX_CHARS = 40
 
 
 def encode_cursor(options: ListOptions, key: Any, task_id: int) -> str:
@@ -36,8 +38,17 @@ def decode_cursor(cursor: str, options: ListOptions) -> tuple[Any, int]:
             raise _invalid("the cursor belongs to a list with other options")
         if not isinstance(task_id, int) or isinstance(task_id, bool) or not 0 < task_id <= TASK_ID_MAX:
             raise ValueError
-        if sort_column(options.sort) == "title":
-            if not isinstance(key, str) or "\x00" in key:
+        column = sort_column(options.sort)
+        if column in ("title", "due_at"):  # a due key is PostgreSQL's text of it (see queries.KEY_AS_TEXT)
+            if not isinstance(key, str) or "\x00" in key or (column == "due_at" and len(key) > _DUE_KEY_MAX_CHARS):
+                raise ValueError
+            return key, task_id
+        if column == "priority":
+            if key not in PRIORITIES:
+                raise ValueError
+            return key, task_id
+        if column == "position":
+            if not isinstance(key, int) or isinstance(key, bool) or not -POSITION_MAX <= key <= POSITION_MAX:
                 raise ValueError
             return key, task_id
         moment = datetime.fromisoformat(key)

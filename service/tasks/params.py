@@ -1,12 +1,13 @@
 """Path, query and header parameters of the tasks routes: each declared once, parsed by hand.
 
 FastAPI's own parameter solving (a pydantic validation per parameter, through its dependency
-graph) took ~200 µs of a ~1,000 µs list request under load (py-spy, `make bench --profile`).
+graph) was a fifth of a list request's CPU under load (see tests/bench/README.md).
 Here a parameter is a name, where it comes from, its OpenAPI schema and a converter made from
 that same schema, so what OpenAPI promises and what is enforced cannot drift apart. A route
 lists its parameters (and body model) once, in `Inputs`: the same value parses each request
-and writes the route's OpenAPI. As with FastAPI: the last of repeated query parameters wins,
-unknown ones are ignored, and every bad parameter is named in one 422.
+and writes the route's OpenAPI. As with FastAPI: the last of repeated query parameters wins
+(unless the parameter is declared `repeated`: then each value counts), unknown ones are ignored,
+and every bad parameter is named in one 422.
 
 Path parameters arrive still percent-encoded (see routing.TaskRoute) and are decoded here, as
 UTF-8, so that an encoded "/" stays inside its segment.
@@ -14,6 +15,7 @@ UTF-8, so that an encoded "/" stays inside its segment.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ class Param:
     convert: Callable[[str], Any]  # raises ValueError with a message for the caller
     description: str = ""
     default: Any = None
+    max_items: int = 0  # > 0: a repeatable query parameter, its values a sorted tuple without repeats
 
     def openapi(self) -> dict[str, Any]:
         return {
@@ -47,15 +50,25 @@ class Param:
             "schema": self.schema,
         }
 
+    def values(self, raws: list[str]) -> tuple[Any, ...]:
+        """A repeatable parameter's values; the order they came in does not matter."""
+        if len(raws) > self.max_items:
+            raise ValueError(f"at most {self.max_items} values")
+        return tuple(sorted({self.convert(raw) for raw in raws}))
+
 
 def text(name: str, location: Location, *, max_length: int, min_length: int = 0, pattern: str | None = None,
-         rule: str = "", description: str = "", refuse: Callable[[str], str | None] | None = None) -> Param:  # fmt: skip
+         rule: str = "", description: str = "", refuse: Callable[[str], str | None] | None = None,
+         normalize: Callable[[str], str] | None = None) -> Param:  # fmt: skip
     """A string of [min_length, max_length] characters matching `pattern` (anchored: ^…$);
     `rule` says in words what the pattern asks, for the 422. `refuse` names what else is wrong
-    with a value (None when nothing is)."""
+    with a value (None when nothing is). `normalize` (which may raise ValueError) turns the
+    value into its stored form before the checks."""
     matcher = re.compile(pattern) if pattern else None
 
     def convert(raw: str) -> str:
+        if normalize is not None:
+            raw = normalize(raw)
         if not min_length <= len(raw) <= max_length:
             raise ValueError(f"must be {min_length} to {max_length} characters")
         if matcher is not None and not matcher.fullmatch(raw):  # fullmatch: "$" must not pass a final newline
@@ -106,6 +119,35 @@ def choice(name: str, enum: type[Enum], default: Enum, description: str = "") ->
     return Param(name, "query", schema, convert, description, default)
 
 
+def one_of(name: str, values: tuple[str, ...], description: str = "") -> Param:
+    """A query parameter that is one of `values` (no default)."""
+
+    def convert(raw: str) -> str:
+        if raw not in values:
+            raise ValueError(f"must be one of {', '.join(values)}")
+        return raw
+
+    return Param(name, "query", {"type": "string", "enum": list(values)}, convert, description)
+
+
+def flag(name: str, description: str = "") -> Param:
+    """A query parameter that is `true` or `false` (absent: None)."""
+    spellings = {"true": True, "false": False}
+
+    def convert(raw: str) -> bool:
+        if raw not in spellings:
+            raise ValueError("must be true or false")
+        return spellings[raw]
+
+    return Param(name, "query", {"type": "boolean"}, convert, description)
+
+
+def repeated(param: Param, *, max_items: int) -> Param:
+    """`param`, given any number of times up to `max_items` (absent: an empty tuple)."""
+    schema = {"type": "array", "items": param.schema, "maxItems": max_items}
+    return dataclasses.replace(param, schema=schema, default=(), max_items=max_items)
+
+
 def percent_decoded(raw: str) -> str:
     """A path segment as sent (percent-encoded; any raw octets as Latin-1), decoded as UTF-8."""
     if "%" not in raw and raw.isascii():
@@ -125,6 +167,9 @@ def parse(request: Request, *params: Param) -> list[Any]:
             if param.location == "path":
                 raw = request.path_params.get(param.name)
                 raw = None if raw is None else percent_decoded(raw)
+            elif param.max_items:
+                values.append(param.values(request.query_params.getlist(param.name)))
+                continue
             elif param.location == "query":
                 raw = request.query_params.get(param.name)
             else:

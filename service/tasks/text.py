@@ -101,3 +101,8 @@ def normalize_description(value: str) -> str:
 def normalize_search(value: str) -> str:
     """The `q` search text in the form titles and descriptions are stored in (NFC)."""
     return value if value.isascii() else unicodedata.normalize("NFC", value)
+
+
+def normalize_label(value: str) -> str:
+    """A label as stored: the title rules (NFC, trimmed, no controls, something visible)."""
+    return normalize_title(value)

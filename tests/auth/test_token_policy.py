@@ -243,6 +243,34 @@ async def test_protected_resource_metadata_is_404_while_oauth_is_off(client):
     assert_problem(await client.get("/.well-known/oauth-protected-resource"), 404, "not_found")
 
 
+async def test_a_refused_request_learns_where_the_metadata_is_from_the_challenge(start_app, issuer):
+    user = new_user_id()
+    async with start_app(**OAUTH) as client:
+        metadata = 'resource_metadata="https://tasks.example.test/.well-known/oauth-protected-resource"'
+        missing = await client.get(tasks_url(user))
+        assert missing.status_code == 401 and missing.headers["www-authenticate"].endswith(metadata)
+        read_only = access_token(issuer, user, "tasks:read")
+        refused = await client.post(tasks_url(user), json={"title": "x"}, headers=bearer(read_only))
+        challenge = refused.headers["www-authenticate"]
+        assert refused.status_code == 403 and 'error="insufficient_scope"' in challenge and challenge.endswith(metadata)
+
+
+async def test_a_resource_with_a_path_points_clients_to_the_metadata_at_its_origin(start_app):
+    async with start_app(**{**OAUTH, "oauth_resource": f"{RESOURCE}/tasks"}) as client:
+        unauthenticated = await client.get(tasks_url(new_user_id()))
+        assert (
+            f'resource_metadata="{RESOURCE}/.well-known/oauth-protected-resource"'
+            in unauthenticated.headers["www-authenticate"]
+        )
+        response = await client.get("/.well-known/oauth-protected-resource")
+        assert response.status_code == 200 and response.json()["resource"] == f"{RESOURCE}/tasks"
+
+
+async def test_without_oauth_the_challenge_names_no_metadata(client):
+    response = await client.get(tasks_url(new_user_id()))
+    assert response.headers["www-authenticate"] == 'Bearer realm="tasks"'
+
+
 # -- bans (the admin plugin's claims) -------------------------------------------------------------
 
 

@@ -112,10 +112,13 @@ async def test_a_clock_behind_better_auths_beyond_the_leeway_fails_the_clock_and
     assert "issued in the future" in report_line(text, "FAIL", "verdict")
 
 
-async def test_a_long_lived_token_is_a_warning_not_a_failure(issuers):
+async def test_a_token_longer_lived_than_the_ceiling_fails_and_within_a_raised_one_is_a_warning(issuers):
     issuer = issuers["long-lived"]
     token, _ = await live_token_and_cookie(issuer)
-    status, text = await doctor(issuer, token)
+    status, text = await doctor(issuer, token)  # 2 days against the default ceiling of 1 day
+    assert status == 1, text
+    assert "longer than JWT_MAX_LIFETIME_SECONDS=86400" in report_line(text, "FAIL", "lifetime")
+    status, text = await doctor(issuer, token, JWT_MAX_LIFETIME_SECONDS=str(3 * 86400))
     assert status == 0, text
     assert "2 d (exp - iat)" in report_line(text, "WARN", "lifetime")
     assert "shorten jwt.expirationTime" in report_line(text, "WARN", "lifetime")

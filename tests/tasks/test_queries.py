@@ -16,7 +16,6 @@ import re
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
 
 import asyncpg
 import orjson
@@ -268,11 +267,12 @@ def after_do_update(sql: str, depths: list[int], position: int, start: int) -> b
 
 
 def insert_problems(insert: str) -> list[str]:
-    match = re.match(r"INTO\s+(\w+)\s*\(([^)]*)\)\s*VALUES\s*\(([^)]*)\)", insert, re.IGNORECASE)
-    if not match:
+    match = re.match(r"INTO\s+(\w+)\s*\(([^)]*)\)\s*VALUES\s*\(", insert, re.IGNORECASE)
+    values_text = balanced_group(insert, match.end() - 1) if match else None
+    if not match or values_text is None:
         return [f"INSERT must name its columns and take VALUES (user_id bound from $1): {insert[:80]!r}"]
     columns = [c.strip().lower() for c in match.group(2).split(",")]
-    values = [v.strip() for v in match.group(3).split(",")]
+    values = split_top_level_commas(values_text)
     problems = []
     if "user_id" not in columns or len(columns) != len(values) or values[columns.index("user_id")] != "$1":
         problems.append(f"INSERT INTO {match.group(1)}: user_id must be bound from $1 in VALUES: {match.group(0)!r}")
@@ -280,6 +280,27 @@ def insert_problems(insert: str) -> list[str]:
     if conflict and "user_id" not in [c.strip().lower() for c in (conflict.group(2) or "").split(",")]:
         problems.append(f"INSERT INTO {match.group(1)}: ON CONFLICT must target a key that includes user_id")
     return problems
+
+
+def balanced_group(text: str, opening: int) -> str | None:
+    """The text inside the parenthesis that opens at `opening` (None when it never closes)."""
+    depth = 0
+    for index in range(opening, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[index], 0)
+        if depth == 0:
+            return text[opening + 1 : index]
+    return None
+
+
+def split_top_level_commas(text: str) -> list[str]:
+    depths = depth_map(text)
+    parts, last = [], 0
+    for index, char in enumerate(text):
+        if char == "," and depths[index] == 0:
+            parts.append(text[last:index].strip())
+            last = index + 1
+    parts.append(text[last:].strip())
+    return parts
 
 
 # -- the tests -------------------------------------------------------------------------------
@@ -294,7 +315,7 @@ def test_every_statement_on_user_tables_filters_on_the_owner_as_1():
     tree = ast.parse(QUERIES.read_text(encoding="utf-8"))
     with_sql = {f.name for f in tree.body if isinstance(f, ast.AsyncFunctionDef) and executor_calls(f)}
     assert functions == with_sql and len(with_sql) >= 10, (functions, with_sql)
-    assert len(touching) >= 10 + 3 * 2 * 3 * 2 * 2  # the list builder's 72 statements are all checked
+    assert len(touching) >= 10 + 9 * 3 * 2 * 2 * 2  # the list builder's 216 statements are all checked
 
 
 def service_sources() -> dict[str, str]:
@@ -375,8 +396,8 @@ MUTATIONS = [
         id="list-owner-as-2",
     ),
     pytest.param(
-        "(user_id, title, description) VALUES ($1, $2, $3)",
-        "(user_id, title, description) VALUES ($2, $1, $3)",
+        "VALUES ($1, $2, $3, {DUE_KEY",
+        "VALUES ($2, $1, $3, {DUE_KEY",
         "user_id must be bound from $1",
         id="insert-owner-from-2",
     ),
@@ -453,7 +474,21 @@ def test_the_checker_rejects_sql_on_user_tables_elsewhere():
 
 # -- the task's shape: one list of fields in three places -------------------------------------
 
-PG_TYPES = {int: "bigint", str: "text", bool: "boolean", datetime: "timestamp with time zone"}
+# Each field of schemas.Task as PostgreSQL types it (the tasks table's column of the same name).
+PG_TYPES = {
+    "id": "bigint",
+    "user_id": "text",
+    "title": "text",
+    "description": "text",
+    "completed": "boolean",
+    "created_at": "timestamp with time zone",
+    "updated_at": "timestamp with time zone",
+    "due": "text",
+    "priority": "task_priority",
+    "labels": "text[]",
+    "position": "bigint",
+    "completed_at": "timestamp with time zone",
+}
 
 
 async def attributes(conn: asyncpg.Connection, relation: str) -> list[tuple[str, str]]:
@@ -473,12 +508,15 @@ async def test_the_task_schema_the_document_fields_and_the_row_type_agree(databa
     try:
         row_type = await attributes(conn, "task_document")
         table = dict(await attributes(conn, "tasks"))
-        document = await conn.fetchval("SELECT to_json(ROW(1, 'u', 't', '', false, now(), now())::task_document)::text")
+        document = await conn.fetchval(
+            "SELECT to_json(ROW(1, 'u', 't', '', true, now(), now(), '2026-05-01', 'high', ARRAY['a'], -3, now())"
+            "::task_document)::text"
+        )
     finally:
         await conn.close()
     fields = [name.strip() for name in DOCUMENT_FIELDS.split(",")]
     assert [name for name, _ in row_type] == fields == list(Task.model_fields)
     assert row_type == [(name, table[name]) for name in fields]
-    assert row_type == [(name, PG_TYPES[field.annotation]) for name, field in Task.model_fields.items()]
+    assert row_type == [(name, PG_TYPES[name]) for name in Task.model_fields]
     assert list(orjson.loads(document)) == fields
     Task.model_validate_json(document)

@@ -20,7 +20,9 @@ async def test_create_returns_201_location_etag_and_the_task(client, alice):
     task = response.json()
     assert task["title"] == "Buy milk"  # surrounding whitespace trimmed
     assert task["description"] == "2 L" and task["completed"] is False and task["user_id"] == alice.id
-    assert set(task) == {"id", "user_id", "title", "description", "completed", "created_at", "updated_at"}
+    assert set(task) == {"id", "user_id", "title", "description", "completed", "created_at", "updated_at",
+                         "due", "priority", "labels", "position", "completed_at"}  # fmt: skip
+    assert (task["due"], task["priority"], task["labels"], task["completed_at"]) == (None, "none", [], None)
     assert response.headers["location"] == alice.url(f"/{task['id']}")
     assert response.headers["etag"] == f'"{task["id"]}-1"'
 
@@ -401,7 +403,12 @@ async def test_cursor_at_the_edge_of_time_is_422_not_500(client, alice):
 
     import orjson
 
-    payload = {"o": {"sort": "-created_at", "status": "all", "q": None}, "k": "0001-01-01T00:00:00+14:00", "i": 1}
+    options = {"sort": "-created_at", "status": "all", "q": None, "due_after": None, "due_before": None}
+    payload = {
+        "o": {**options, "has_due": None, "priority": None, "label": None},
+        "k": "0001-01-01T00:00:00+14:00",
+        "i": 1,
+    }
     cursor = base64.urlsafe_b64encode(orjson.dumps(payload)).rstrip(b"=").decode()
     assert_problem(
         await client.get(alice.url(), params={"cursor": cursor}, headers=alice.headers), 422, "validation_failed"

@@ -105,6 +105,12 @@ async def test_every_route_works_for_the_subject_and_its_urls_lead_back(client, 
     assert patched.status_code == 200 and patched.json()["description"] == "patched"
     completed = await client.patch(f"{location}/complete", headers=headers)
     assert completed.status_code == 200 and completed.json()["completed"] is True
+    moved = await client.post(f"{location}/move", json={"after": created[-1]["id"]}, headers=headers)
+    assert moved.status_code == 200, moved.text
+    labelled = await client.patch(location, json={"labels": ["x"]}, headers=headers)
+    assert labelled.status_code == 200
+    labels = await client.get(f"/api/{quote(sub, safe='')}/labels", headers=headers)
+    assert labels.status_code == 200 and labels.json() == [{"label": "x", "tasks": 1}]
     deleted = await client.delete(location, headers=headers)
     assert deleted.status_code == 204
     assert_problem(await client.get(location, headers=headers), 404, "task_not_found")
