@@ -62,7 +62,8 @@ async def test_a_user_signs_up_manages_tasks_and_finds_them_after_a_reload_and_a
         await add_task(a.page, title)
     await expect(task_titles(a.page)).to_have_text(["Buy milk", "Write report", "Call the bank"])
     await complete_task(a.page, "Buy milk")
-    await edit_task(a.page, "Write report", "Write the report", "by Friday")
+    changes = {"Title": "Write the report", "Description": "by Friday", "Due date": "2026-12-24", "Priority": "High"}
+    await edit_task(a.page, "Write report", {**changes, "Labels": "work, Writing, work"})
     await delete_task(a.page, "Call the bank")
 
     remaining = ["Buy milk", "Write the report"]
@@ -70,7 +71,10 @@ async def test_a_user_signs_up_manages_tasks_and_finds_them_after_a_reload_and_a
     await expect(task_titles(a.page)).to_have_text(remaining)
     await expect(a.page.get_by_role("checkbox", name="Done: Buy milk")).to_be_checked()
     await expect(a.page.get_by_role("checkbox", name="Done: Write the report")).not_to_be_checked()
-    await expect(task_list(a.page).get_by_role("listitem", name="Write the report")).to_contain_text("by Friday")
+    edited = task_list(a.page).get_by_role("listitem", name="Write the report")
+    for shown in ("by Friday", "2026-12-24", "High", "work, Writing"):  # labels: one per spelling
+        await expect(edited).to_contain_text(shown)
+    await expect(task_list(a.page).get_by_role("listitem", name="Buy milk")).not_to_contain_text("Priority")
 
     show = a.page.get_by_role("combobox", name="Show")
     await show.select_option("Completed")

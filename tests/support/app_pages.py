@@ -73,13 +73,18 @@ async def complete_task(page: Page, title: str) -> None:
     await expect(task_list(page)).to_have_attribute("aria-busy", "false")
 
 
-async def edit_task(page: Page, title: str, new_title: str, description: str) -> None:
+async def edit_task(page: Page, title: str, changes: dict[str, str]) -> None:
+    """Open the task's edit form, set each labelled field (a select by its option's label), save."""
     await page.get_by_role("button", name=f'Edit "{title}"').click()
     form = page.get_by_role("form", name=f'Edit "{title}"')
-    await form.get_by_label("Title").fill(new_title)
-    await form.get_by_label("Description").fill(description)
+    for label, value in changes.items():
+        control = form.get_by_label(label, exact=True)
+        if await control.evaluate("element => element.tagName") == "SELECT":
+            await control.select_option(label=value)
+        else:
+            await control.fill(value)
     await form.get_by_role("button", name="Save").click()
-    await expect(task_list(page).get_by_role("listitem", name=new_title)).to_be_visible()
+    await expect(task_list(page).get_by_role("listitem", name=changes.get("Title", title))).to_be_visible()
 
 
 async def delete_task(page: Page, title: str) -> None:

@@ -4,7 +4,7 @@ import { type FormEvent, useCallback, useEffect, useRef, useState } from "react"
 
 import { type Task, TasksApiError, type TaskStatus } from "@/lib/tasks-api";
 
-import { changedFields } from "./task-fields";
+import { readChanges, readNewTask } from "./task-fields";
 import { TaskForm } from "./task-form";
 import { TaskItem } from "./task-item";
 import { newIdempotencyKey, proxyTasks } from "./tasks-client";
@@ -97,9 +97,9 @@ export function TaskBoard() {
     }
   }
 
-  async function save(fields: Record<string, unknown>): Promise<boolean> {
+  async function save(form: FormData): Promise<boolean> {
     if (!editing) return false;
-    const changes = changedFields(editing.task, fields);
+    const changes = readChanges(editing.task, form);
     const saved =
       Object.keys(changes).length === 0 || (await change(() => proxyTasks.update(editing.id, changes, editing.etag)));
     setEditing(null);
@@ -116,7 +116,7 @@ export function TaskBoard() {
       <TaskForm
         label="New task"
         submitLabel="Add task"
-        onSubmit={(fields) => change(() => proxyTasks.create(fields, newIdempotencyKey()))}
+        onSubmit={(form) => change(() => proxyTasks.create(readNewTask(form), newIdempotencyKey()))}
       />
 
       <form role="search" aria-label="Filter tasks" className="filters" onSubmit={applySearch}>

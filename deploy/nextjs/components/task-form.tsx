@@ -1,10 +1,10 @@
 "use client";
 
-import { type FormEvent, useState } from "react";
+import { type FormEvent, useId, useState } from "react";
 
 import type { Task } from "@/lib/tasks-api";
 
-import { formatField, readTaskFields, TASK_FIELDS } from "./task-fields";
+import { formatField, TASK_FIELDS, type TaskField } from "./task-fields";
 import { useHydrated } from "./use-hydrated";
 
 interface TaskFormProps {
@@ -13,21 +13,43 @@ interface TaskFormProps {
   submitLabel: string;
   /** The task being edited; none for a new one. */
   task?: Task;
-  /** Resolves when saved; the form empties itself after a create. */
-  onSubmit: (fields: Record<string, unknown>) => Promise<boolean>;
+  /** Resolves true when saved; the form empties itself after a create. */
+  onSubmit: (form: FormData) => Promise<boolean>;
   onCancel?: () => void;
+}
+
+function Control({ field, id, value }: { field: TaskField; id: string; value: string }) {
+  const hintId = field.hint ? `${id}-hint` : undefined;
+  const common = { id, name: field.name, required: field.required, defaultValue: value, "aria-describedby": hintId };
+  switch (field.control) {
+    case "textarea":
+      return <textarea rows={2} maxLength={field.maxLength} {...common} />;
+    case "select":
+      return (
+        <select {...common}>
+          {field.options?.map((option) => (
+            <option key={option.value} value={option.value}>
+              {option.label}
+            </option>
+          ))}
+        </select>
+      );
+    default:
+      return <input type={field.control} maxLength={field.maxLength} {...common} />;
+  }
 }
 
 /** The task's editable fields (TASK_FIELDS) as one form, for creating and for editing. */
 export function TaskForm({ label, submitLabel, task, onSubmit, onCancel }: TaskFormProps) {
   const hydrated = useHydrated();
+  const formId = useId();
   const [pending, setPending] = useState(false);
 
   async function submit(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
     const form = event.currentTarget;
     setPending(true);
-    const saved = await onSubmit(readTaskFields(new FormData(form)));
+    const saved = await onSubmit(new FormData(form));
     setPending(false);
     if (saved && !task) form.reset();
   }
@@ -37,17 +59,15 @@ export function TaskForm({ label, submitLabel, task, onSubmit, onCancel }: TaskF
       <fieldset>
         <legend>{label}</legend>
         {TASK_FIELDS.map((field) => {
-          const common = {
-            name: field.name,
-            required: field.required,
-            maxLength: field.maxLength,
-            defaultValue: task ? formatField(field, task) : "",
-          };
+          // Labelled by id, not by wrapping: a wrapping label would fold the control's value
+          // (a select's chosen option) into its accessible name.
+          const id = `${formId}-${field.name}`;
           return (
-            <label key={field.name}>
-              {field.label}
-              {field.control === "textarea" ? <textarea rows={2} {...common} /> : <input type="text" {...common} />}
-            </label>
+            <div key={field.name}>
+              <label htmlFor={id}>{field.label}</label>
+              <Control field={field} id={id} value={task ? formatField(field, task) : (field.initial ?? "")} />
+              {field.hint && <small id={`${id}-hint`}>{field.hint}</small>}
+            </div>
           );
         })}
         <div className="actions">

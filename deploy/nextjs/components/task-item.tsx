@@ -10,7 +10,7 @@ interface TaskItemProps {
   editing: boolean;
   onToggle: (completed: boolean) => void;
   onEdit: () => void;
-  onSave: (fields: Record<string, unknown>) => Promise<boolean>;
+  onSave: (form: FormData) => Promise<boolean>;
   onCancel: () => void;
   onDelete: () => void;
 }
@@ -27,7 +27,7 @@ export function TaskItem({ task, editing, onToggle, onEdit, onSave, onCancel, on
   }
   const details = TASK_FIELDS.filter((field) => field.name !== TITLE_FIELD)
     .map((field) => ({ field, text: formatField(field, task) }))
-    .filter(({ text }) => text !== "");
+    .filter(({ field, text }) => text !== (field.unset ?? ""));
   return (
     <li className={task.completed ? "task done" : "task"} aria-label={title}>
       <div className="task-head">
@@ -52,7 +52,7 @@ export function TaskItem({ task, editing, onToggle, onEdit, onSave, onCancel, on
           {details.map(({ field, text }) => (
             <div key={field.name}>
               <dt>{field.label}</dt>
-              <dd>{text}</dd>
+              <dd>{field.options?.find((option) => option.value === text)?.label ?? text}</dd>
             </div>
           ))}
         </dl>
