@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run migrate lint test interop-latest fuzz bench dev clean
+.PHONY: install run migrate lint test interop-latest fuzz bench dev auth-migrate clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=...)")'
@@ -42,8 +42,11 @@ fuzz: install  ## a long schemathesis run (FUZZ_EXAMPLES cases per operation, ra
 bench: install  ## throughput/latency against in-run ceilings; results in .bench/
 	cd tests && $(abspath $(PY)) -m bench $(BENCH_ARGS)
 
-dev: install  ## real Better Auth (tests/interop/issuer) on :3000 + the service on :8000; prints a curl with a fresh token
+dev: install  ## PostgreSQL, the service on :8000 and the Next.js app (deploy/nextjs) on :3000; prints the URL to open and a curl
 	$(PY) deploy/dev.py
+
+auth-migrate: install  ## only Better Auth's database and tables for deploy/nextjs (scripts/migrate.ts, no prompt)
+	$(PY) deploy/dev.py --migrate
 
 clean:
 	rm -rf $(VENV) .pytest_cache

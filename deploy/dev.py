@@ -1,128 +1,119 @@
-"""`make dev`: a real Better Auth and the tasks service side by side, for local development.
+"""`make dev`: PostgreSQL, the tasks service and the reference Next.js app (deploy/nextjs), together.
 
-Starts tests/interop/issuer (better-auth 1.7.25 with the jwt() plugin, email/password, memory
-adapter; `npm ci` first if node_modules is not that install) and `python -m service run` with
-BETTER_AUTH_URL pointing at it, waits until both are ready, signs a dev user up (or in), and prints
-a ready-to-paste curl with a fresh JWT. Both keep running, their logs prefixed, until Ctrl-C or
-SIGTERM, which stops the service (and its embedded PostgreSQL) and then the issuer.
+1. PostgreSQL: the embedded server `make run` uses (.data/postgres), or the server of DATABASE_URL.
+   Better Auth gets a database of its own on it, `nextjs_auth` (AUTH_DATABASE_URL overrides),
+   created if missing; `deploy/nextjs/scripts/migrate.ts` creates its tables without a prompt.
+2. `npm ci` in deploy/nextjs (skipped while node_modules is that install), then the service
+   (`python -m service run`) and the app (`next dev`) start side by side: neither waits for the
+   other, the service fetches the app's JWKS as soon as it answers.
+3. Once all three are ready: signs a dev user up (or in), prints the URL to open and a curl with a
+   fresh JWT. Ctrl-C or SIGTERM stops the service, then the app, then PostgreSQL.
+
+`make auth-migrate` (`deploy/dev.py --migrate`) only does step 1 and exits.
 
 Environment (all optional):
-  ISSUER_PORT   Better Auth's port (3000)       ISSUER_ALG   EdDSA, ES256, ES512, RS256 or PS256
-  PORT          the service's port (8000)       DEV_EMAIL, DEV_PASSWORD   the dev user
-  ISSUER_ROTATION_INTERVAL_SECONDS, ISSUER_JWT_EXPIRATION, …   passed on (tests/interop/issuer/server.mjs)
-The database is what `make run` uses: DATABASE_URL, or the embedded PostgreSQL in .data/postgres.
-The memory adapter forgets users and keys on every start: the dev user gets a new id each time.
+  APP_PORT (3000), PORT (8000)      the app's and the service's ports, on 127.0.0.1
+  DATABASE_URL, AUTH_DATABASE_URL   the service's and Better Auth's databases (see above)
+  BETTER_AUTH_SECRET                default: one made on the first run, kept in .data/nextjs-auth-secret
+                                    (it encrypts the signing keys in the database: it must not change)
+  NEXT_COMMAND                      `dev` (default: compiles on demand, reloads on edit) or `start`
+                                    (serves the build of `npm run build`)
+  DEV_EMAIL, DEV_PASSWORD           the dev user
 """
 
 from __future__ import annotations
 
-import base64
-import fcntl
-import functools
-import hashlib
-import json
+import argparse
 import os
+import secrets
 import shlex
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ISSUER_DIR = REPO_ROOT / "tests" / "interop" / "issuer"
-INSTALL_STAMP = ISSUER_DIR / "node_modules" / ".interop-install-stamp"  # same stamp as tests/interop/conftest.py
+sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "deploy")]  # this checkout's service/, and devtools
+
+from devtools import (  # noqa: E402 - after the path set-up above
+    DevError,
+    Interrupted,
+    Supervisor,
+    answers_200,
+    check_port_free,
+    claims,
+    npm_ci,
+    port_from_env,
+)
+
+NEXTJS_DIR = REPO_ROOT / "deploy" / "nextjs"
+SECRET_FILE = REPO_ROOT / ".data" / "nextjs-auth-secret"
+AUTH_DATABASE = "nextjs_auth"
 SESSION_COOKIE = "better-auth.session_token"
 HOST = "127.0.0.1"
 
-ISSUER_START_DEADLINE_SECONDS = 30.0
+APP_START_DEADLINE_SECONDS = 120.0  # `next dev` compiles each route on its first request
 SERVICE_START_DEADLINE_SECONDS = 120.0  # the first start runs initdb
-SERVICE_STOP_DEADLINE_SECONDS = 30.0
-ISSUER_STOP_DEADLINE_SECONDS = 5.0
-POLL_INTERVAL_SECONDS = 0.2
+MIGRATE_TIMEOUT_SECONDS = 120.0
 
 
-class DevError(Exception):
-    """Something the developer must fix; printed as one message."""
+def auth_secret() -> str:
+    """BETTER_AUTH_SECRET, or the one kept for this checkout (made on the first run)."""
+    if os.environ.get("BETTER_AUTH_SECRET"):
+        return os.environ["BETTER_AUTH_SECRET"]
+    if not SECRET_FILE.is_file():
+        SECRET_FILE.parent.mkdir(parents=True, exist_ok=True)
+        SECRET_FILE.touch(mode=0o600)
+        SECRET_FILE.write_text(secrets.token_urlsafe(32) + "\n")
+    return SECRET_FILE.read_text().strip()
 
 
-class Interrupted(Exception):
-    """Ctrl-C or SIGTERM while starting."""
+def with_database(dsn: str, database: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{database}"))
 
 
-def install_issuer() -> str:
-    """`npm ci` in the issuer unless node_modules is already that install; returns the node binary."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        raise DevError("node and npm (Node 20.19+) are needed to run the real Better Auth")
-    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout.strip()
-    digest = hashlib.sha256()
-    for name in ("package.json", "package-lock.json"):
-        digest.update((ISSUER_DIR / name).read_bytes())
-    fingerprint = f"node {int(version.lstrip('v').split('.')[0])}\n{digest.hexdigest()}\n"
-    with (ISSUER_DIR / "package-lock.json").open("rb") as lock:  # as the tests do: one `npm ci` at a time
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (INSTALL_STAMP.is_file() and INSTALL_STAMP.read_text() == fingerprint):
-            print(f"dev: npm ci in {ISSUER_DIR.relative_to(REPO_ROOT)} …", flush=True)
-            subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=ISSUER_DIR, check=True)
-            INSTALL_STAMP.write_text(fingerprint)
-    return node
+def prepare_auth_database(stack: list) -> str:
+    """Better Auth's database, created if missing: AUTH_DATABASE_URL, or `nextjs_auth` on the
+    service's server. With the embedded server, keeps a handle on it in `stack` (released at exit)."""
+    import asyncio
 
+    from service.db.embedded import ensure_database, start_embedded_postgres
+    from service.settings import load_settings
 
-def check_port_free(port: int, variable: str) -> None:
-    with socket.socket() as sock:
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            raise DevError(f"{HOST}:{port} is in use (`make dev` already running?); pick another with {variable}=…") from None
-
-
-def pump(name: str, stream, listening: threading.Event) -> None:
-    """Copy a child's output to ours, each line prefixed with its name; note the issuer's ready line."""
-    for line in iter(stream.readline, ""):
-        if line.startswith("listening "):
-            listening.set()
-        sys.stdout.write(f"[{name}] {line}")
-        sys.stdout.flush()
-
-
-def spawn(name: str, args: list[str], cwd: Path, env: dict[str, str], listening: threading.Event) -> subprocess.Popen:
-    # Its own session: a Ctrl-C at the terminal reaches only us, and we stop the children in order.
-    process = subprocess.Popen(
-        args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, bufsize=1, start_new_session=True,
-    )  # fmt: skip
-    threading.Thread(target=pump, args=(name, process.stdout, listening), daemon=True).start()
-    return process
-
-
-def wait_until(ready, process: subprocess.Popen, name: str, deadline_seconds: float, stopping: threading.Event) -> None:
-    deadline = time.monotonic() + deadline_seconds
-    while not ready():
-        if stopping.is_set():
-            raise Interrupted
-        if process.poll() is not None:
-            raise DevError(f"{name} exited with code {process.returncode} before it was ready (see its log above)")
-        if time.monotonic() > deadline:
-            raise DevError(f"{name} was not ready within {deadline_seconds:g} s")
-        time.sleep(POLL_INTERVAL_SECONDS)
-
-
-def answers_200(url: str) -> bool:
+    if os.environ.get("AUTH_DATABASE_URL"):
+        return os.environ["AUTH_DATABASE_URL"]
+    settings = load_settings()
+    if settings.database_url is not None:
+        admin_dsn = settings.database_url.get_secret_value()
+    else:
+        server = start_embedded_postgres(settings.embedded_pg_data_dir)
+        stack.append(server)
+        admin_dsn = server.admin_dsn()
     try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
+        asyncio.run(ensure_database(admin_dsn, AUTH_DATABASE))
+    except Exception as exc:
+        raise DevError(f"cannot create the database {AUTH_DATABASE!r} ({exc}); set AUTH_DATABASE_URL") from exc
+    return with_database(admin_dsn, AUTH_DATABASE)
 
 
-def sign_in_dev_user(issuer_url: str, email: str, password: str) -> tuple[str, str]:
+def migrate(node: str, env: dict[str, str]) -> None:
+    import subprocess
+
+    command = [node, "--import", "tsx", "scripts/migrate.ts"]
+    result = subprocess.run(
+        command, cwd=NEXTJS_DIR, env=env, capture_output=True, text=True, timeout=MIGRATE_TIMEOUT_SECONDS
+    )
+    if result.returncode != 0:
+        raise DevError(f"Better Auth's migration failed:\n{result.stdout}{result.stderr}")
+    print(f"dev: {result.stdout.strip()}", flush=True)
+
+
+def sign_in_dev_user(app_url: str, email: str, password: str) -> tuple[str, str]:
     """Sign up (or, if the email is taken, sign in) through Better Auth's endpoints: (user id, cookie)."""
-    with httpx.Client(base_url=issuer_url, timeout=10, headers={"Origin": issuer_url}) as http:
+    with httpx.Client(base_url=app_url, timeout=30, headers={"Origin": app_url}) as http:
         response = http.post("/api/auth/sign-up/email", json={"email": email, "password": password, "name": "Dev"})
         if response.status_code != 200:
             response = http.post("/api/auth/sign-in/email", json={"email": email, "password": password})
@@ -131,29 +122,26 @@ def sign_in_dev_user(issuer_url: str, email: str, password: str) -> tuple[str, s
         return response.json()["user"]["id"], f"{SESSION_COOKIE}={response.cookies[SESSION_COOKIE]}"
 
 
-def fetch_token(issuer_url: str, cookie: str) -> str:
-    response = httpx.get(f"{issuer_url}/api/auth/token", headers={"Cookie": cookie}, timeout=10)
+def fetch_token(app_url: str, cookie: str) -> str:
+    response = httpx.get(f"{app_url}/api/auth/token", headers={"Cookie": cookie}, timeout=30)
     response.raise_for_status()
     return response.json()["token"]
 
 
-def claims(token: str) -> dict:
-    payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-
-
-def banner(issuer_url: str, alg: str, service_url: str, email: str, password: str, user_id: str, cookie: str, token: str) -> str:
+def banner(app_url: str, service_url: str, email: str, password: str, user_id: str, cookie: str, token: str) -> str:
     minutes = (claims(token)["exp"] - claims(token)["iat"]) / 60
     tasks = f"{service_url}/api/{user_id}/tasks"
     auth = shlex.quote(f"Authorization: Bearer {token}")
-    token_curl = f"curl -s {issuer_url}/api/auth/token -H {shlex.quote(f'Cookie: {cookie}')}"
+    token_curl = f"curl -s {app_url}/api/auth/token -H {shlex.quote(f'Cookie: {cookie}')}"
     return f"""
 ================================================================================
-Better Auth   {issuer_url}/api/auth   (jwt plugin, {alg}; JWKS at /api/auth/jwks)
-tasks service {service_url}   (API docs: {service_url}/docs)
-dev user      {email} / {password}   id {user_id}
+Open {app_url} in a browser: sign up, or sign in as {email} / {password}.
 
-Create and list tasks (the token is valid for {minutes:g} minutes):
+Next.js app   {app_url}   (Better Auth at /api/auth, JWKS at /api/auth/jwks; tasks via /api/tasks)
+tasks service {service_url}   (API docs: {service_url}/docs)
+dev user      {email}   id {user_id}
+
+The service straight from a shell (the token is valid for {minutes:g} minutes):
 
 curl -s -X POST {tasks} -H {auth} -H 'Content-Type: application/json' -d '{{"title": "Try the tasks API"}}'
 
@@ -168,89 +156,89 @@ or straight into a variable:
 TOKEN=$({token_curl} | {shlex.quote(sys.executable)} -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 curl -s {tasks} -H "Authorization: Bearer $TOKEN"
 
-Ctrl-C stops both.
+Ctrl-C stops all three.
 ================================================================================
 """
 
 
-def stop(process: subprocess.Popen | None, deadline_seconds: float) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--migrate", action="store_true", help="only create Better Auth's database and tables")
+    args = parser.parse_args(argv)
     try:
-        process.wait(timeout=deadline_seconds)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def port_from_env(name: str, default: int) -> int:
-    raw = os.environ.get(name) or str(default)
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise DevError(f"{name}: expected a port number, got {raw!r}")
-    return int(raw)
-
-
-def main() -> int:
-    try:
-        issuer_port, service_port = port_from_env("ISSUER_PORT", 3000), port_from_env("PORT", 8000)
+        app_port, service_port = port_from_env("APP_PORT", 3000), port_from_env("PORT", 8000)
     except DevError as exc:
         print(f"dev: {exc}", file=sys.stderr)
         return 2
-    alg = os.environ.get("ISSUER_ALG") or "EdDSA"
     email = os.environ.get("DEV_EMAIL") or "dev@example.com"
     password = os.environ.get("DEV_PASSWORD") or "dev-password-1234"
-    issuer_url, service_url = f"http://{HOST}:{issuer_port}", f"http://{HOST}:{service_port}"
+    next_command = os.environ.get("NEXT_COMMAND") or "dev"
+    app_url, service_url = f"http://{HOST}:{app_port}", f"http://{HOST}:{service_port}"
 
-    stopping = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopping.set())
-    issuer = service = None
+    held: list = []  # the embedded PostgreSQL handle, released last
+    supervisor = Supervisor()
     try:
-        check_port_free(issuer_port, "ISSUER_PORT")
-        check_port_free(service_port, "PORT")
-        node = install_issuer()
-        # No BETTER_AUTH_* from the shell (as in the tests): a random secret, the issuer's own URL.
-        env = {name: value for name, value in os.environ.items() if not name.startswith("BETTER_AUTH_")}
-        listening = threading.Event()
-        env.update(ISSUER_PORT=str(issuer_port), ISSUER_ALG=alg)
-        issuer = spawn("issuer", [node, "server.mjs"], ISSUER_DIR, env, listening)
-        wait_until(listening.is_set, issuer, "Better Auth", ISSUER_START_DEADLINE_SECONDS, stopping)
+        if not args.migrate:
+            check_port_free(HOST, app_port, "APP_PORT")
+            check_port_free(HOST, service_port, "PORT")
+        node = npm_ci(NEXTJS_DIR, NEXTJS_DIR / "node_modules" / ".nextjs-install-stamp")  # the tests' stamp
+        # No BETTER_AUTH_* from the shell but the secret: the app's own URL, as the service expects.
+        app_env = {name: value for name, value in os.environ.items() if not name.startswith("BETTER_AUTH_")}
+        app_env.update(
+            DATABASE_URL=prepare_auth_database(held),
+            BETTER_AUTH_SECRET=auth_secret(),
+            BETTER_AUTH_URL=app_url,
+            BETTER_AUTH_TRUSTED_ORIGINS=f"http://localhost:{app_port}",  # the same app, as many type it
+            TASKS_API_URL=service_url,
+            NEXT_TELEMETRY_DISABLED="1",
+        )
+        migrate(node, app_env)
+        if args.migrate:
+            return 0
 
         service_env = {
             **os.environ,
-            "BETTER_AUTH_URL": issuer_url,
+            "BETTER_AUTH_URL": app_url,
             "JWKS_URL": "", "JWT_ISSUER": "", "JWT_AUDIENCE": "",  # empty: derived from BETTER_AUTH_URL, masking .env
             "HOST": HOST,
             "PORT": str(service_port),
             "LOG_FORMAT": os.environ.get("LOG_FORMAT") or "text",
             "PYTHONUNBUFFERED": "1",
         }  # fmt: skip
-        service = spawn("service", [sys.executable, "-m", "service", "run"], REPO_ROOT, service_env, threading.Event())
-        ready = functools.partial(answers_200, f"{service_url}/readyz")
-        wait_until(ready, service, "the tasks service", SERVICE_START_DEADLINE_SECONDS, stopping)
+        next_bin = str(NEXTJS_DIR / "node_modules" / "next" / "dist" / "bin" / "next")
+        started = time.monotonic()
+        # Both at once: start order does not matter, the service retries the JWKS until the app answers.
+        app = supervisor.spawn(
+            "app", [node, next_bin, next_command, "-H", HOST, "-p", str(app_port)], NEXTJS_DIR, app_env
+        )
+        service = supervisor.spawn("service", [sys.executable, "-m", "service", "run"], REPO_ROOT, service_env)
+        # The JWKS route answering 200 means Better Auth, its database and its key are ready.
+        supervisor.wait_until(lambda: answers_200(f"{app_url}/api/auth/jwks"), app, APP_START_DEADLINE_SECONDS)
+        app_ready = time.monotonic()
+        supervisor.wait_until(lambda: answers_200(f"{service_url}/readyz"), service, SERVICE_START_DEADLINE_SECONDS)
+        service_ready = time.monotonic()
+        print(
+            f"dev: app ready after {app_ready - started:.1f} s, service ready "
+            f"{max(0.0, service_ready - app_ready):.1f} s after the app's JWKS answered",
+            flush=True,
+        )
+        answers_200(f"{app_url}/sign-in")  # `next dev` compiles the first page now, not on the first click
 
-        user_id, cookie = sign_in_dev_user(issuer_url, email, password)
-        token = fetch_token(issuer_url, cookie)
-        print(banner(issuer_url, alg, service_url, email, password, user_id, cookie, token), flush=True)
-
-        while not stopping.wait(POLL_INTERVAL_SECONDS):
-            for name, process in (("Better Auth", issuer), ("the tasks service", service)):
-                if process.poll() is not None:
-                    raise DevError(f"{name} exited with code {process.returncode}")
+        user_id, cookie = sign_in_dev_user(app_url, email, password)
+        token = fetch_token(app_url, cookie)
+        print(banner(app_url, service_url, email, password, user_id, cookie, token), flush=True)
+        supervisor.watch()
         return 0
     except Interrupted:
         return 130
-    except (DevError, subprocess.CalledProcessError, httpx.HTTPError) as exc:
+    except (DevError, httpx.HTTPError) as exc:
         print(f"dev: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
-        if issuer is not None:
-            print("dev: stopping …", flush=True)
-            stop(service, SERVICE_STOP_DEADLINE_SECONDS)
-            stop(issuer, ISSUER_STOP_DEADLINE_SECONDS)
-            print("dev: stopped", flush=True)
+        supervisor.stop_all()
+        for server in held:
+            server.stop()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

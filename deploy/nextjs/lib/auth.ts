@@ -14,6 +14,8 @@ import { betterAuth } from "better-auth";
 import { jwt } from "better-auth/plugins";
 import { Pool } from "pg";
 
+import { sessionJwts } from "./session-jwt-cache";
+
 const DAY_SECONDS = 24 * 60 * 60;
 
 export const auth = betterAuth({
@@ -21,11 +23,21 @@ export const auth = betterAuth({
   // service expects exactly that: its BETTER_AUTH_URL must be the same origin (or set
   // JWT_ISSUER / JWT_AUDIENCE there). Defaults to the BETTER_AUTH_URL environment variable.
   baseURL: process.env.BETTER_AUTH_URL,
-  // A persistent database: the signing keys live in its `jwks` table (create it with
-  // `npx @better-auth/cli migrate`). With the memory adapter every restart makes a new key, and
-  // tokens signed before it stop working once the service refreshes its key set.
+  // A persistent database: the signing keys live in its `jwks` table (create the tables with
+  // `npm run migrate`, scripts/migrate.ts). With the memory adapter every restart makes a new key,
+  // and tokens signed before it stop working once the service refreshes its key set.
+  // node-postgres also takes a Unix socket: postgresql://user@/db?host=/path/to/socket/dir
   database: new Pool({ connectionString: process.env.DATABASE_URL }),
   emailAndPassword: { enabled: true },
+  databaseHooks: {
+    session: {
+      delete: {
+        // Sign-out and revocations delete the session: the /api/tasks proxy stops using the JWT it
+        // held for it at once (lib/session-jwt-cache.ts), instead of until the JWT's refresh time.
+        after: async (session) => sessionJwts.drop(session.token),
+      },
+    },
+  },
   plugins: [
     jwt({
       jwks: {
@@ -43,8 +55,9 @@ export const auth = betterAuth({
       jwt: {
         // Tokens cannot be revoked (the service checks signature and claims, not sessions), so
         // keep them short: signing out stops new tokens, not ones already handed out.
-        // lib/tasks-api.ts refreshes shortly before `exp`.
-        expirationTime: "15m",
+        // lib/tasks-api.ts and the proxy's cache refresh shortly before `exp`. JWT_EXPIRATION_TIME
+        // (e.g. "10s") is for tests that want to see refreshes and key rotations in seconds.
+        expirationTime: process.env.JWT_EXPIRATION_TIME || "15m",
         // issuer / audience default to baseURL; if you change them, set JWT_ISSUER /
         // JWT_AUDIENCE on the service to match.
       },

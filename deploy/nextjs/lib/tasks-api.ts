@@ -11,14 +11,24 @@
 
 import { readUnverifiedClaims, TokenCache } from "./token-cache";
 
+export type TaskPriority = "none" | "low" | "medium" | "high";
+
 export interface Task {
   id: number;
   user_id: string;
   title: string;
   description: string;
   completed: boolean;
+  /** null, an all-day date "YYYY-MM-DD", or a date-time (returned in UTC). */
+  due: string | null;
+  priority: TaskPriority;
+  /** At most 20; case variants of a label are one label. */
+  labels: string[];
+  /** Manual order, ascending from the top (change it with PATCH …/move). */
+  position: number;
   created_at: string;
   updated_at: string;
+  completed_at: string | null;
 }
 
 export type TaskStatus = "all" | "pending" | "completed";
@@ -82,6 +92,10 @@ interface Call {
 }
 
 export function createTasksApi(options: TasksApiOptions) {
+  if (!options.baseUrl) {
+    // Typically NEXT_PUBLIC_TASKS_API_URL set only at run time: Next.js inlines it at build time.
+    throw new Error("createTasksApi: baseUrl is empty (NEXT_PUBLIC_TASKS_API_URL must be set when `next build` runs)");
+  }
   const baseUrl = options.baseUrl.replace(/\/+$/, "");
   const fetchImpl = options.fetch ?? globalThis.fetch;
   const tokens = new TokenCache(options.fetchToken, { now: options.now, refreshMarginSeconds: options.refreshMarginSeconds });
@@ -132,7 +146,10 @@ export function createTasksApi(options: TasksApiOptions) {
       return { tasks: (await response.json()) as Task[], nextCursor };
     },
     /** With `idempotencyKey`, a retried create returns the first result instead of a duplicate. */
-    create(input: { title: string; description?: string }, opts: { idempotencyKey?: string } = {}) {
+    create(
+      input: { title: string; description?: string } & Partial<Pick<Task, "due" | "priority" | "labels">>,
+      opts: { idempotencyKey?: string } = {},
+    ) {
       const headers: Record<string, string> = opts.idempotencyKey ? { "Idempotency-Key": opts.idempotencyKey } : {};
       return versioned({ method: "POST", body: input, headers });
     },
@@ -140,10 +157,18 @@ export function createTasksApi(options: TasksApiOptions) {
       return versioned({ method: "GET", path: `/${id}` });
     },
     /** Full update; with `ifMatch` a concurrent change makes it fail with 412 precondition_failed. */
-    replace(id: number, input: { title: string; description: string; completed: boolean }, opts: { ifMatch?: string } = {}) {
+    replace(
+      id: number,
+      input: Pick<Task, "title" | "description" | "completed"> & Partial<Pick<Task, "due" | "priority" | "labels">>,
+      opts: { ifMatch?: string } = {},
+    ) {
       return versioned({ method: "PUT", path: `/${id}`, body: input, headers: ifMatch(opts.ifMatch) });
     },
-    update(id: number, input: Partial<Pick<Task, "title" | "description" | "completed">>, opts: { ifMatch?: string } = {}) {
+    update(
+      id: number,
+      input: Partial<Pick<Task, "title" | "description" | "completed" | "due" | "priority" | "labels">>,
+      opts: { ifMatch?: string } = {},
+    ) {
       return versioned({ method: "PATCH", path: `/${id}`, body: input, headers: ifMatch(opts.ifMatch) });
     },
     toggleComplete(id: number, opts: { ifMatch?: string } = {}) {

@@ -17,8 +17,9 @@ export interface ProxyIdentity {
 export interface TasksProxyOptions {
   /** The tasks service, e.g. "http://tasks:8000" (TASKS_API_URL). */
   serviceUrl: string;
-  /** From the incoming request's headers (its cookies): the session's user and a JWT for them. */
-  authenticate: (headers: Headers) => Promise<ProxyIdentity | null>;
+  /** From the incoming request's headers (its cookies): the session's user and a JWT for them.
+   * `refresh` is true when the service refused the JWT last given for this request: give a new one. */
+  authenticate: (headers: Headers, options: { refresh: boolean }) => Promise<ProxyIdentity | null>;
   fetch?: typeof fetch;
   /** Where this proxy is mounted in the Next.js app. */
   basePath?: string;
@@ -57,34 +58,47 @@ export function createTasksProxy(options: TasksProxyOptions): (request: Request)
     if (!url.pathname.startsWith(basePath) || !SUFFIX.test(suffix)) {
       return problem(404, "not_found", "Not Found", "no such tasks route");
     }
-    const identity = await options.authenticate(request.headers);
+    let identity = await options.authenticate(request.headers, { refresh: false });
     if (identity === null) return problem(401, "not_signed_in", "Unauthorized", "sign in first");
 
-    const servicePath = `/api/${encodeURIComponent(identity.userId)}/tasks`;
-    const headers = new Headers({ Authorization: `Bearer ${identity.token}` });
-    for (const name of FORWARDED_REQUEST_HEADERS) {
-      const value = request.headers.get(name);
-      if (value !== null) headers.set(name, value);
-    }
     const hasBody = request.method !== "GET" && request.method !== "HEAD";
-    const body = hasBody ? await request.arrayBuffer() : undefined;
+    const buffered = hasBody ? await request.arrayBuffer() : undefined;
+    const body = buffered && buffered.byteLength > 0 ? buffered : undefined;
+    const send = async ({ userId, token }: ProxyIdentity): Promise<Response> => {
+      const headers = new Headers({ Authorization: `Bearer ${token}` });
+      for (const name of FORWARDED_REQUEST_HEADERS) {
+        const value = request.headers.get(name);
+        if (value !== null) headers.set(name, value);
+      }
+      const servicePath = `/api/${encodeURIComponent(userId)}/tasks`;
+      try {
+        return await fetchImpl(`${serviceUrl}${servicePath}${suffix}${url.search}`, {
+          method: request.method,
+          headers,
+          body,
+          redirect: "manual",
+          cache: "no-store", // never Next.js's data cache: every answer is one user's
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+      } catch (error) {
+        const timedOut = error instanceof DOMException && error.name === "TimeoutError";
+        return timedOut
+          ? problem(504, "upstream_timeout", "Gateway Timeout", "the tasks service did not answer in time")
+          : problem(502, "upstream_unavailable", "Bad Gateway", "the tasks service cannot be reached");
+      }
+    };
 
-    let upstream: Response;
-    try {
-      upstream = await fetchImpl(`${serviceUrl}${servicePath}${suffix}${url.search}`, {
-        method: request.method,
-        headers,
-        body: body && body.byteLength > 0 ? body : undefined,
-        redirect: "manual",
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-    } catch (error) {
-      const timedOut = error instanceof DOMException && error.name === "TimeoutError";
-      return timedOut
-        ? problem(504, "upstream_timeout", "Gateway Timeout", "the tasks service did not answer in time")
-        : problem(502, "upstream_unavailable", "Bad Gateway", "the tasks service cannot be reached");
+    let upstream = await send(identity);
+    if (upstream.status === 401) {
+      // The service refused a reused JWT (its key was removed, the clocks disagree): once more
+      // with a new one.
+      await upstream.body?.cancel();
+      identity = await options.authenticate(request.headers, { refresh: true });
+      if (identity === null) return problem(401, "not_signed_in", "Unauthorized", "sign in first");
+      upstream = await send(identity);
     }
 
+    const servicePath = `/api/${encodeURIComponent(identity.userId)}/tasks`;
     const out = new Headers();
     for (const name of FORWARDED_RESPONSE_HEADERS) {
       const value = upstream.headers.get(name);

@@ -67,17 +67,18 @@ export class TokenCache {
 
   async #refresh(): Promise<string> {
     const token = await this.#fetchToken();
-    const { iat, exp } = readUnverifiedClaims(token);
-    if (typeof exp === "number") {
-      // Better Auth's tokens carry iat; with a lifetime shorter than twice the margin, refresh at
-      // half-life rather than on every call.
-      const lifetime = typeof iat === "number" ? exp - iat : Infinity;
-      const margin = Math.min(this.#marginSeconds, lifetime / 2);
-      this.#refreshAtMs = (exp - margin) * 1000;
-    } else {
-      this.#refreshAtMs = 0; // no exp: use it for this call only
-    }
+    this.#refreshAtMs = refreshAtMs(token, this.#marginSeconds);
     this.#token = token;
     return token;
   }
+}
+
+/** When to stop reusing `token` (milliseconds since the epoch): `marginSeconds` before its `exp`,
+ * or at half-life when the token lives less than twice the margin; 0 (use it once) without `exp`. */
+export function refreshAtMs(token: string, marginSeconds: number = DEFAULT_REFRESH_MARGIN_SECONDS): number {
+  const { iat, exp } = readUnverifiedClaims(token);
+  if (typeof exp !== "number") return 0;
+  // Better Auth's tokens carry iat; with a short lifetime, refresh at half-life rather than on every call.
+  const lifetime = typeof iat === "number" ? exp - iat : Infinity;
+  return (exp - Math.min(marginSeconds, lifetime / 2)) * 1000;
 }

@@ -96,6 +96,13 @@ describe("the tasks API client", () => {
     assert.deepEqual(stuck.serviceCalls.map((c) => c.status), [401, 401], "exactly one retry");
   });
 
+  test("an empty baseUrl (NEXT_PUBLIC_TASKS_API_URL missing at build time) fails with a message naming it", () => {
+    const fetchToken = async () => "unused";
+    for (const baseUrl of [undefined as unknown as string, ""]) {
+      assert.throws(() => createTasksApi({ baseUrl, fetchToken }), /baseUrl is empty \(NEXT_PUBLIC_TASKS_API_URL must be set when `next build` runs\)/);
+    }
+  });
+
   test("problem details become TasksApiError with the service's status and code", async () => {
     const { api } = apiFor(alice);
     await rejectsWith(api.get(987654321), 404, "task_not_found");

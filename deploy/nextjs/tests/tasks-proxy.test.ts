@@ -148,6 +148,25 @@ describe("the /api/tasks proxy", () => {
     assert.deepEqual(calls.map((c) => c.url.pathname), [`/api/${bob.id}/tasks/${id}`, `/api/${bob.id}/tasks`]);
   });
 
+  test("a JWT the service refuses (401) is replaced once: authenticate is asked again with refresh", async () => {
+    const service = recordingFetch();
+    const asked: boolean[] = [];
+    const proxy = createTasksProxy({
+      serviceUrl: SERVICE_URL,
+      fetch: service.fetch,
+      async authenticate(headers, { refresh }) {
+        asked.push(refresh);
+        const identity = await sessionIdentity(headers);
+        // What a cache holds after its key was removed: a JWT the service no longer takes.
+        return identity && !refresh ? { ...identity, token: `${identity.token.slice(0, -4)}AAAA` } : identity;
+      },
+    });
+    const response = await proxy(new Request(`${NEXT_ORIGIN}/api/tasks`, { headers: { cookie: alice.cookie } }));
+    assert.equal(response.status, 200, await response.clone().text());
+    assert.deepEqual(asked, [false, true]);
+    assert.deepEqual(service.calls.map((c) => c.status), [401, 200]);
+  });
+
   test("an unreachable service is a 502 problem", async () => {
     const { browse } = setUp("http://127.0.0.1:9"); // discard port: nothing listens
     const response = await browse(alice, "/api/tasks");

@@ -5,19 +5,30 @@
 // handler uses only the Web Request/Response types and needs nothing from "next".
 // Runs on the Node.js runtime (the default): Better Auth here talks to PostgreSQL through pg.
 
+import { getSessionCookie } from "better-auth/cookies";
+
 import { auth } from "@/lib/auth";
+import { sessionJwts, type SessionJwt } from "@/lib/session-jwt-cache";
 import { createTasksProxy } from "@/lib/tasks-proxy";
+
+/** One Better Auth call for both the session and a JWT: getSession checks the cookie against the
+ * database, and the jwt plugin answers a freshly signed token in its `set-auth-jwt` header. */
+async function lookUpSession(headers: Headers): Promise<SessionJwt | null> {
+  const { headers: answered, response } = await auth.api.getSession({ headers, returnHeaders: true });
+  const token = answered.get("set-auth-jwt");
+  if (!response || !token) return null;
+  const { session, user } = response;
+  return { sessionToken: session.token, userId: user.id, token, sessionExpiresAtMs: new Date(session.expiresAt).getTime() };
+}
 
 const proxy = createTasksProxy({
   serviceUrl: process.env.TASKS_API_URL ?? "http://127.0.0.1:8000",
-  async authenticate(headers) {
-    // The session from the browser's cookie, then a JWT for that user: the same thing
-    // GET /api/auth/token answers, without an HTTP round trip. (One call can do both:
-    // getSession({ headers, returnHeaders: true }) carries the JWT in its `set-auth-jwt` header.)
-    const session = await auth.api.getSession({ headers });
-    if (!session) return null;
-    const { token } = await auth.api.getToken({ headers });
-    return { userId: session.user.id, token };
+  async authenticate(headers, { refresh }) {
+    // No session cookie, no lookup. Otherwise the JWT held for this session (lib/session-jwt-cache.ts)
+    // until shortly before its `exp`: most calls cost no database query and no signature here.
+    const cookie = getSessionCookie(headers);
+    if (!cookie) return null;
+    return sessionJwts.get(cookie, () => lookUpSession(headers), { refresh });
   },
 });
 
