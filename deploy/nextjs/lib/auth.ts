@@ -29,6 +29,10 @@ export const auth = betterAuth({
   // node-postgres also takes a Unix socket: postgresql://user@/db?host=/path/to/socket/dir
   database: new Pool({ connectionString: process.env.DATABASE_URL }),
   emailAndPassword: { enabled: true },
+  // Better Auth's rate limiter (on by default in production: 100 requests per 10 s per client IP
+  // and path) must not throttle the JWKS: every replica of the tasks service fetches it from one
+  // egress IP, and a 429 there delays key rotation for everyone. The JWKS is public and cheap.
+  rateLimit: { customRules: { "/jwks": false } },
   databaseHooks: {
     session: {
       delete: {
