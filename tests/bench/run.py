@@ -212,7 +212,7 @@ def _http_runs(
             "workers": options.workers,
             "env_overrides": options.env_overrides,
             "access_log_setting": "ACCESS_LOG" in env,
-            "settings": {k: str(v) for k, v in dataclasses.asdict(settings).items() if k != "database_url"},
+            "settings": {k: str(v) for k, v in _settings_values(settings).items() if k != "database_url"},
         }
         progress(f"starting the service: python -m service run, WORKERS={options.workers}")
         service = BenchService.spawn(env, work_dir / "service.log")  # run in work_dir: no .env applies
@@ -294,6 +294,13 @@ def _one_run(options, wrk, service: BenchService, postmaster: int | None, tokens
             f"the service exited (code {service.process.returncode}) during {workload} at {connections} conns"
         )
     return row
+
+
+def _settings_values(settings: Any) -> dict[str, Any]:
+    """The settings as a dict: a pydantic model now, a dataclass in services benched through PYTHONPATH."""
+    if dataclasses.is_dataclass(settings):
+        return dataclasses.asdict(settings)
+    return settings.model_dump()
 
 
 def _smoke(service: BenchService, sample: dict[str, Any], options: BenchOptions) -> None:
