@@ -27,7 +27,6 @@ import orjson
 
 from service.db.session import APP_ROLE, begin_as, sql_literal
 from service.settings import Settings
-from service.tasks.options import ListOptions
 from service.tasks.queries import list_statement
 from service.tasks.schemas import LIST_DEFAULT_LIMIT
 
@@ -36,12 +35,19 @@ from .database import USER_ID_SQL, BenchSetupError, connect
 MAX_THREADS = 2
 EXTRA_SECONDS = 30
 USER_ID = USER_ID_SQL.format(n=":uid")
+
+
+def _default_list_statement() -> str:
+    """The list SQL of the default options (newest first, every status, no search, no cursor)."""
+    try:
+        from service.tasks.options import ListOptions
+    except ImportError:  # a service from before ListOptions (benched through PYTHONPATH): its signature
+        return list_statement("created_at", True, "all", False, False)
+    return list_statement(ListOptions().shape(after_cursor=False))
+
+
 # The default page: the statement reads one row more than the page to know whether there is a next one.
-LIST_SQL = (
-    list_statement(ListOptions().shape(after_cursor=False))
-    .replace("$1", USER_ID)
-    .replace("$2", str(LIST_DEFAULT_LIMIT))
-)
+LIST_SQL = _default_list_statement().replace("$1", USER_ID).replace("$2", str(LIST_DEFAULT_LIMIT))
 _PLACEHOLDER = "bench-user-placeholder"
 
 

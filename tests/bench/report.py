@@ -76,14 +76,14 @@ def rls_cost(floors: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def format_tables(record: dict[str, Any]) -> str:
     lines = []
     header = (
-        f"{'workload':<22}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'÷healthz':>10}{'÷db floor':>11}"
+        f"{'workload':<24}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'÷healthz':>10}{'÷db floor':>11}"
         f"{'svc µs/req':>12}{'pg µs/req':>11}"
     )
     lines += [header, "-" * len(header)]
     for row in record["http"]:
         lat = row["latency_us"]
         lines.append(
-            f"{row['workload']:<22}{row['connections']:>6}{row['rps']:>10.0f}{_ms(lat.get('p50')):>9}{_ms(lat.get('p99')):>9}"
+            f"{row.get('name', row['workload']):<24}{row['connections']:>6}{row['rps']:>10.0f}{_ms(lat.get('p50')):>9}{_ms(lat.get('p99')):>9}"
             f"{row['errors_total']:>8}{_ratio(row.get('ratio_to_healthz')):>10}{_ratio(row.get('ratio_to_db_floor')):>11}"
             f"{_us(row.get('service_cpu_us_per_request')):>12}{_us(row.get('postgres_cpu_us_per_request')):>11}"
         )
@@ -91,9 +91,15 @@ def format_tables(record: dict[str, Any]) -> str:
         lat = row["latency_us"]
         name = _VARIANT_NAMES[row["variant"]]
         lines.append(
-            f"{name:<22}{row['connections']:>6}{row['tps']:>10.0f}{_ms(lat.get('p50')):>9}{_ms(lat.get('p99')):>9}"
+            f"{name:<24}{row['connections']:>6}{row['tps']:>10.0f}{_ms(lat.get('p50')):>9}{_ms(lat.get('p99')):>9}"
             f"{row['failed']:>8}{'-':>10}{'-':>11}{'-':>12}{_us(row.get('postgres_cpu_us_per_request')):>11}"
         )
+    if record.get("search"):
+        lines += ["", "search: tasks each term finds, per user (terms of a class are drawn at random):"]
+        for label, user in record["search"]["users"].items():
+            for term_class, counts in user["matches"].items():
+                found = ", ".join(f"{term} {count:,}" for term, count in counts.items())
+                lines.append(f"  {label:<5} ({user['tasks']:,} tasks) {term_class:<11} {found}")
     if record.get("rls_cost"):
         lines += [
             "",

@@ -21,7 +21,7 @@ from service.settings import SettingsError, load_settings
 from service.testing import serve_jwks
 from support.ports import free_port
 
-from . import dbfloor, load, profile, report, verifier
+from . import dbfloor, load, profile, report, search, verifier
 from .database import (
     BenchSetupError,
     mark_written,
@@ -36,8 +36,8 @@ from .issuer import TokenFile, pick_users
 from .server import BenchService, bench_env, process_tree_cpu_seconds, sampling_rss
 
 # Order matters: healthz first (the ceiling the others are divided by), creates last but one so
-# that list, get and toggle see exactly the seeded 50 tasks per user.
-WORKLOADS = ("healthz", "list", "get", "toggle", "create", "mixed")
+# that list, get and toggle see exactly the seeded 50 tasks per user. Search reads users of its own.
+WORKLOADS = ("healthz", "list", "get", "toggle", "search", "create", "mixed")
 ADDING_WORKLOADS = ("create", "mixed")  # add rows: afterwards the data no longer matches its seed
 IDS_PER_USER = 50  # task ids per user in the wrk data file
 RSS_SAMPLES_PER_RUN = 20  # worker memory sampled this many times during each run (at most every 1 s)
@@ -139,6 +139,10 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
                 progress(
                     f"seeded {record['database']['seed']['rows']:,} rows in {record['database']['seed']['seed_seconds']} s"
                 )
+        if "search" in options.workloads:
+            with progress.phase("search_seed"):
+                record["search"] = asyncio.run(search.seed_search_users(server.dsn, progress))
+                progress("search terms' matches: " + search.describe_matches(record["search"]))
         if not options.skip_verifier:
             with progress.phase("verifier"):
                 progress("verifier micro-benchmarks (" + ", ".join(verifier.ALGORITHMS) + ")")
@@ -212,13 +216,19 @@ def _http_runs(
             "workers": options.workers,
             "env_overrides": options.env_overrides,
             "access_log_setting": "ACCESS_LOG" in env,
-            "settings": {k: str(v) for k, v in settings.model_dump().items() if k != "database_url"},
+            "settings": {k: str(v) for k, v in _settings_values(settings).items() if k != "database_url"},
         }
         progress(f"starting the service: python -m service run, WORKERS={options.workers}")
         service = BenchService.spawn(env, work_dir / "service.log")  # run in work_dir: no .env applies
         try:
             service.wait_ready()
             _smoke(service, tokens.sample, options)
+            if "search" in options.workloads:
+                problems = search.smoke_search(
+                    service.base_url, issuer, record["search"]["users"], SMOKE_TIMEOUT_SECONDS
+                )
+                if problems:
+                    raise service.fail("smoke check of the search: " + "; ".join(problems))
             record["service"]["rss_mib_start"] = service.rss_mib()
             if options.warmup_seconds > 0:
                 progress(
@@ -230,11 +240,15 @@ def _http_runs(
             for workload in options.workloads:
                 if workload in ADDING_WORKLOADS:
                     asyncio.run(mark_written(dsn))
-                for connections in options.connections:
-                    record["http"].append(
-                        _one_run(options, wrk, service, server.postmaster_pid(), tokens, workload, connections, py_spy,
-                                 record, progress, stamp)
-                    )  # fmt: skip
+                for search_run in search.search_runs() if workload == "search" else [None]:
+                    for connections in options.connections:
+                        data_file = (
+                            search_run.write_data_file(work_dir / "search.txt", issuer) if search_run else tokens.path
+                        )
+                        record["http"].append(
+                            _one_run(options, wrk, service, server.postmaster_pid(), tokens, workload, connections,
+                                     py_spy, record, progress, stamp, data_file=data_file, search_run=search_run)
+                        )  # fmt: skip
             record["service"]["rss_mib_end"] = service.rss_mib()
         finally:
             progress("stopping the service")
@@ -245,18 +259,20 @@ def _http_runs(
 
 
 def _one_run(options, wrk, service: BenchService, postmaster: int | None, tokens: TokenFile, workload: str,
-             connections: int, py_spy, record: dict, progress: Progress, stamp: str) -> dict[str, Any]:  # fmt: skip
-    tokens.refresh_for(options.duration_seconds)
+             connections: int, py_spy, record: dict, progress: Progress, stamp: str, *, data_file: Path,
+             search_run: search.SearchRun | None = None) -> dict[str, Any]:  # fmt: skip
+    tokens.refresh_for(options.duration_seconds)  # rewrites tokens.path only: a search run's file is fresh
+    name = search_run.name if search_run else workload
     rss_before = service.rss_mib()
     cpu_before = (service.cpu_seconds(), process_tree_cpu_seconds(postmaster) if postmaster else None)
     recording = None
-    if py_spy and options.profile == (workload, connections):
+    if py_spy and options.profile == (workload, connections) and record["profile"] is None:  # search: its first run
         pid = service.worker_pids()[0]
-        collapsed = options.bench_dir / f"{stamp}-profile-{workload}-{connections}.txt"
+        collapsed = options.bench_dir / f"{stamp}-profile-{name.replace(' ', '-')}-{connections}.txt"
         recording = (profile.start_recording(py_spy, pid, options.duration_seconds, collapsed), collapsed, pid)
     try:
         with sampling_rss(service, max(1.0, options.duration_seconds / RSS_SAMPLES_PER_RUN)) as rss_samples:
-            result = load.run_wrk(wrk, service.base_url, tokens.path, workload, connections, options.duration_seconds)
+            result = load.run_wrk(wrk, service.base_url, data_file, workload, connections, options.duration_seconds)
     except BaseException:
         if recording and recording[0].poll() is None:
             recording[0].kill()
@@ -280,20 +296,29 @@ def _one_run(options, wrk, service: BenchService, postmaster: int | None, tokens
     per_request = lambda before, after: (  # noqa: E731
         round((after - before) / result.requests * 1e6, 1) if before is not None and result.requests else None
     )
-    row = {"workload": workload, "connections": connections, "profiled": recording is not None, **result.as_dict(),
+    row = {"workload": workload, "name": name, "connections": connections, "profiled": recording is not None,
+           **({"search_user": search_run.user.label, "term_class": search_run.term_class} if search_run else {}),
+           **result.as_dict(),
            "service_cpu_us_per_request": per_request(cpu_before[0], cpu_after[0]),
            "postgres_cpu_us_per_request": per_request(cpu_before[1], cpu_after[1]),
            "rss_mib_before": rss_before, "rss_mib_after": service.rss_mib(), "rss_mib_samples": rss_samples}  # fmt: skip
     lat = result.latency_us
     progress(
-        f"{workload:<8} -c {connections:<3} {result.rps:8.0f} req/s  p50 {lat['p50'] / 1000:6.2f} ms  "
+        f"{name:<8} -c {connections:<3} {result.rps:8.0f} req/s  p50 {lat['p50'] / 1000:6.2f} ms  "
         f"p99 {lat['p99'] / 1000:7.2f} ms  errors {result.error_count}  service CPU {row['service_cpu_us_per_request']} µs/req"
     )
     if service.process.poll() is not None:
         raise service.fail(
-            f"the service exited (code {service.process.returncode}) during {workload} at {connections} conns"
+            f"the service exited (code {service.process.returncode}) during {name} at {connections} conns"
         )
     return row
+
+
+def _settings_values(settings: Any) -> dict[str, Any]:
+    """The settings as a dict: a pydantic model now, a dataclass in services benched through PYTHONPATH."""
+    if dataclasses.is_dataclass(settings):
+        return dataclasses.asdict(settings)
+    return settings.model_dump()
 
 
 def _smoke(service: BenchService, sample: dict[str, Any], options: BenchOptions) -> None:

@@ -5,7 +5,8 @@
 --
 -- data file: one line per user, "<user_id> <token> <id>,<id>,..." (written by `python -m bench`)
 -- workloads: healthz, list, get, create, toggle, mixed (60 % list, 20 % get, 10 % toggle,
--- 10 % create: 80 % reads, 20 % writes), warmup (list, get and toggle; creates nothing)
+-- 10 % create: 80 % reads, 20 % writes), warmup (list, get and toggle; creates nothing),
+-- search (GET .../tasks?q=<term>: the data file's third field holds search terms, not ids)
 -- done() prints one line "BENCH_RESULT {json}" with counts, errors and latency in microseconds.
 
 local users = {}
@@ -32,10 +33,15 @@ local function load_users(path)
          for id in ids:gmatch("%d+") do
             list[#list + 1] = id
          end
+         local terms = {}
+         for term in ids:gmatch("[^,]+") do
+            terms[#terms + 1] = term
+         end
          users[#users + 1] = {
             tasks = "/api/" .. uid .. "/tasks",
             auth = "Bearer " .. token,
             ids = list,
+            terms = terms,
          }
       end
    end
@@ -71,6 +77,10 @@ local function create(user)
    return wrk.format("POST", user.tasks, { ["Authorization"] = user.auth, ["Content-Type"] = "application/json" }, body)
 end
 
+local function search(user)
+   return wrk.format("GET", user.tasks .. "?q=" .. user.terms[math.random(#user.terms)], { ["Authorization"] = user.auth })
+end
+
 local function mixed(user)
    local roll = math.random(100)
    if roll <= 60 then
@@ -93,7 +103,9 @@ local function warmup(user)
    return toggle(user)
 end
 
-local builders = { list = list, get = get, toggle = toggle, create = create, mixed = mixed, warmup = warmup }
+local builders = {
+   list = list, get = get, toggle = toggle, create = create, mixed = mixed, warmup = warmup, search = search,
+}
 
 function init(args)
    workload = args[2] or "list"

@@ -1,0 +1,78 @@
+"""Compare bench results: `python -m bench.compare --old a.json [c.json …] --new b.json [d.json …]`.
+
+For every (workload, connections) row that both sides have: the median over each side's files of
+the service's and PostgreSQL's CPU µs per request, p50, p99 and req/s ÷ /healthz of the same
+run, and new ÷ old.
+Medians of interleaved runs (old, new, new, old) are what a shared, noisy machine allows; CPU
+per request is the steadiest figure of the four.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+FIGURES = (
+    # (column, JSON path in a row, format)
+    ("svc µs/req", ("service_cpu_us_per_request",), "{:.0f}"),
+    ("pg µs/req", ("postgres_cpu_us_per_request",), "{:.0f}"),
+    ("p50 ms", ("latency_us", "p50"), "{:.2f}"),
+    ("p99 ms", ("latency_us", "p99"), "{:.2f}"),
+    ("÷healthz", ("ratio_to_healthz",), "{:.3f}"),
+)
+
+
+def _value(row: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    value: Any = row
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    if value is None:
+        return None
+    return float(value) / 1000 if path[0] == "latency_us" else float(value)
+
+
+def medians(files: list[Path]) -> dict[tuple[str, int], dict[str, float]]:
+    """(row name, connections) -> column -> median over the files that have it."""
+    values: dict[tuple[str, int], dict[str, list[float]]] = {}
+    for path in files:
+        for row in json.loads(path.read_text())["http"]:
+            key = (row.get("name", row["workload"]), row["connections"])
+            for column, where, _ in FIGURES:
+                value = _value(row, where)
+                if value is not None:
+                    values.setdefault(key, {}).setdefault(column, []).append(value)
+    return {key: {c: statistics.median(v) for c, v in columns.items()} for key, columns in values.items()}
+
+
+def table(old: list[Path], new: list[Path]) -> str:
+    before, after = medians(old), medians(new)
+    header = f"{'workload':<24}{'conns':>6}" + "".join(f"{c + ' old→new (new/old)':>32}" for c, _, _ in FIGURES)
+    lines = [f"medians of {len(old)} old and {len(new)} new runs", header, "-" * len(header)]
+    for key in (k for k in after if k in before):
+        cells = []
+        for column, _, fmt in FIGURES:
+            a, b = before[key].get(column), after[key].get(column)
+            if a is None or b is None:
+                cells.append(f"{'-':>32}")
+                continue
+            ratio = f"({b / a:.2f})" if a else ""
+            cells.append(f"{fmt.format(a) + ' → ' + fmt.format(b) + ' ' + ratio:>32}")
+        lines.append(f"{key[0]:<24}{key[1]:>6}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__.splitlines()[0])
+    parser.add_argument("--old", type=Path, nargs="+", required=True, help="JSON results of the old code")
+    parser.add_argument("--new", type=Path, nargs="+", required=True, help="JSON results of the new code")
+    args = parser.parse_args(argv)
+    print(table(args.old, args.new))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
