@@ -158,15 +158,25 @@ def search_rows(page: str, where: str) -> str:
 
     Row-level security keeps ILIKE out of index conditions, so the trigram index is reached
     through `matching_task_ids` (migration 0004), which returns at most SEARCH_CANDIDATES_MAX + 1
-    of the owner's matching ids. When the term is rare enough to fit, the page is read by those
-    ids and sorted (at most that many rows); when it is common, the sort-key index is walked and
-    filtered, and it fills the page after few rows. A one-time filter runs only one branch.
+    of the owner's matching ids. When the term is rare enough to fit, those rows are fetched one
+    by one by primary key, then sorted (at most that many; looked up id by id and
+    materialized first, so that no plan walks a whole sort index to find them); when it is
+    common, the sort-key index is walked and filtered, and it fills the page after few rows. A
+    one-time filter runs only one branch.
     """
     few = f"(SELECT cardinality(ids) <= {SEARCH_CANDIDATES_MAX} FROM hits)"
-    by_ids = page.format(f"{where} AND id = ANY((SELECT ids FROM hits)::bigint[]) AND {few}")
+    by_ids = page.format("true").replace(" FROM tasks WHERE true", " FROM candidates")
     by_scan = page.format(f"{where} AND (title ILIKE $3 OR description ILIKE $3) AND NOT {few}")
-    candidates = f"SELECT matching_task_ids($3, {SEARCH_CANDIDATES_MAX + 1}) AS ids"
-    return f"WITH hits AS MATERIALIZED ({candidates}) ({by_ids}) UNION ALL ({by_scan})"
+    fields = page.split(" FROM tasks WHERE ")[0]
+    candidate_rows = (
+        "SELECT found.* FROM unnest((SELECT ids FROM hits)) AS hit(hit_id),"
+        f" LATERAL ({fields} FROM tasks WHERE {where} AND id = hit_id AND {few}) AS found"
+    )
+    return (
+        f"WITH hits AS MATERIALIZED (SELECT matching_task_ids($1, $3, {SEARCH_CANDIDATES_MAX + 1}) AS ids),"
+        f" candidates AS MATERIALIZED ({candidate_rows})"
+        f" ({by_ids}) UNION ALL ({by_scan})"
+    )
 
 
 async def list_tasks(

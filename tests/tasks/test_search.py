@@ -40,10 +40,11 @@ async def add_tasks(db: asyncpg.Connection, user_id: str, titles: str, count: in
 async def function_plan(db: asyncpg.Connection, user_id: str, pattern: str) -> str:
     """The plan of the statement inside matching_task_ids, as the function runs it."""
     body = await db.fetchval("SELECT prosrc FROM pg_proc WHERE proname = 'matching_task_ids'")
-    statement = re.sub(r"\bpattern\b", "$1", re.sub(r"\bmax_ids\b", "$2", body))
+    for name, number in (("owner", 1), ("pattern", 2), ("max_ids", 3)):
+        body = re.sub(rf"\b{name}\b", f"${number}", body)
     await db.execute(f"BEGIN; SET LOCAL ROLE tasks_search; SELECT set_config('app.user_id', '{user_id}', true)")
     try:
-        plan = await db.fetchval(f"EXPLAIN (FORMAT JSON) {statement}", pattern, SEARCH_CANDIDATES_MAX + 1)
+        plan = await db.fetchval(f"EXPLAIN (FORMAT JSON) {body}", user_id, pattern, SEARCH_CANDIDATES_MAX + 1)
     finally:
         await db.execute("ROLLBACK")
     return as_text(plan)

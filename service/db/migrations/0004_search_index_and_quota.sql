@@ -10,9 +10,11 @@ CREATE INDEX tasks_text_search ON tasks USING gin (user_id, title gin_trgm_ops, 
 -- Row-level security keeps ILIKE (not leakproof) out of index conditions: under the owner
 -- policy the planner must filter rows before testing them, so it could never use this index.
 -- The search therefore runs in one function, as `tasks_search`, whose policy admits every row
--- and which can only read; the function itself filters on the same `app.user_id` the owner
--- policy compares with, so it returns only the caller's task ids. It stops at `max_ids`: the
--- list statement uses the ids when there are few, and the ordered scan when a term is common.
+-- and which can only read. The function returns only the ids of `owner`'s tasks, and only when
+-- `owner` is the transaction's `app.user_id`, the user the owner policy compares with: a caller
+-- cannot ask for anyone else's. It stops at `max_ids`: the list statement reads the page by those
+-- ids when there are few, and walks the sort index when a term is common. Each call is planned
+-- with its own values (force_custom_plan), so the owner's share of the table is known.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tasks_search') THEN
@@ -26,18 +28,18 @@ $$;
 GRANT SELECT (user_id, id, title, description) ON tasks TO tasks_search;
 CREATE POLICY tasks_search_reads ON tasks FOR SELECT TO tasks_search USING (true);
 
-CREATE FUNCTION matching_task_ids(pattern text, max_ids integer) RETURNS bigint[]
+CREATE FUNCTION matching_task_ids(owner text, pattern text, max_ids integer) RETURNS bigint[]
     LANGUAGE sql STABLE SET role = tasks_search SET plan_cache_mode = force_custom_plan
 AS $$
     SELECT coalesce(array_agg(id), '{}') FROM (
         SELECT id FROM tasks
-        WHERE user_id = current_setting('app.user_id', true)
+        WHERE user_id = owner AND owner = current_setting('app.user_id', true)
           AND (title ILIKE pattern OR description ILIKE pattern)
         LIMIT max_ids
     ) AS found
 $$;
-REVOKE ALL ON FUNCTION matching_task_ids(text, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION matching_task_ids(text, integer) TO tasks_app;
+REVOKE ALL ON FUNCTION matching_task_ids(text, text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION matching_task_ids(text, text, integer) TO tasks_app;
 
 -- 2. A per-user task quota that holds under concurrent creates. Counting rows on every insert
 --    would cost as much as the quota is large; instead a counter row per user is kept by
