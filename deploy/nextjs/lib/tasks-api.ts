@@ -9,6 +9,7 @@
 // Called from the browser, the service must list this app's origin in CORS_ORIGINS. Without
 // that, call the Next.js proxy (app/api/tasks/[[...path]]/route.ts) with plain fetch instead.
 
+import { followEvents } from "./event-stream";
 import { readUnverifiedClaims, TokenCache } from "./token-cache";
 
 export type TaskPriority = "none" | "low" | "medium" | "high";
@@ -24,7 +25,7 @@ export interface Task {
   priority: TaskPriority;
   /** At most 20; case variants of a label are one label. */
   labels: string[];
-  /** Manual order, ascending from the top (change it with PATCH …/move). */
+  /** Manual order, ascending from the top (change it with `move`). */
   position: number;
   created_at: string;
   updated_at: string;
@@ -32,14 +33,69 @@ export interface Task {
 }
 
 export type TaskStatus = "all" | "pending" | "completed";
-export type TaskSort = "created_at" | "-created_at" | "updated_at" | "-updated_at" | "title" | "-title";
+export type TaskSort =
+  | "created_at" | "-created_at" | "updated_at" | "-updated_at" | "title" | "-title"
+  | "due" // earliest first, tasks without a due date last
+  | "priority" // high first
+  | "position"; // the manual order
 
 export interface ListQuery {
   status?: TaskStatus;
   sort?: TaskSort;
   q?: string;
+  /** Due at or after (inclusive): a date ("2026-05-01", its 00:00 UTC) or a date-time with an offset. */
+  due_after?: string;
+  /** Due strictly before: the same forms. */
+  due_before?: string;
+  has_due?: boolean;
+  /** Any of these. */
+  priority?: TaskPriority | TaskPriority[];
+  /** All of these. */
+  label?: string | string[];
   limit?: number;
   cursor?: string;
+}
+
+/** One of the user's labels and how many of their tasks carry it. */
+export interface LabelCount {
+  label: string;
+  tasks: number;
+}
+
+/** One entry of the change feed (`changes`, `events`), in commit order. */
+export type TaskChange = { op: "upsert"; task: Task } | { op: "delete"; id: number };
+
+export interface ChangesPage {
+  changes: TaskChange[];
+  /** The sync token to ask with next time (also a valid `since` for `events`). */
+  next: string;
+  /** More changes are waiting: ask again now. */
+  more: boolean;
+}
+
+export interface EventsOptions {
+  /** A sync token to start after (a `next` of `changes`); omitted: every task first, as upserts. */
+  since?: string;
+  /** Ends the stream; `events` resolves then. */
+  signal: AbortSignal;
+  /** Each change, with the sync token just after it: keep it to resume from there. */
+  onChange: (change: TaskChange, token: string) => void;
+  /** Called once each (re)connection is open. */
+  onOpen?: () => void;
+  /** Milliseconds before reconnecting when the stream ends or the network fails (default 1000). */
+  retryMs?: number;
+}
+
+/** A query string (of a ListQuery, or of `since`/`limit`): repeated parameters (`priority`,
+ * `label`) once per value; undefined and "" left out. */
+export function listParams(query: ListQuery | { since?: string; limit?: number }): URLSearchParams {
+  const params = new URLSearchParams();
+  for (const [name, value] of Object.entries(query)) {
+    for (const one of Array.isArray(value) ? value : [value]) {
+      if (one !== undefined && one !== "") params.append(name, String(one));
+    }
+  }
+  return params;
 }
 
 /** A task with its ETag, to send back in `ifMatch` for a safe update. */
@@ -85,8 +141,10 @@ export interface TasksApiOptions {
 
 interface Call {
   method: string;
-  path?: string; // after /api/{userId}/tasks
-  query?: ListQuery;
+  resource?: "tasks" | "labels"; // /api/{userId}/<resource>, default tasks
+  path?: string; // after /api/{userId}/<resource>
+  query?: URLSearchParams;
+  signal?: AbortSignal;
   body?: unknown;
   headers?: Record<string, string>;
 }
@@ -103,14 +161,12 @@ export function createTasksApi(options: TasksApiOptions) {
   async function send(call: Call, token: string): Promise<Response> {
     const userId = readUnverifiedClaims(token).sub;
     if (!userId) throw new Error("the Better Auth token has no sub claim");
-    const url = new URL(`${baseUrl}/api/${encodeURIComponent(userId)}/tasks${call.path ?? ""}`);
-    for (const [name, value] of Object.entries(call.query ?? {})) {
-      if (value !== undefined) url.searchParams.set(name, String(value));
-    }
+    const url = new URL(`${baseUrl}/api/${encodeURIComponent(userId)}/${call.resource ?? "tasks"}${call.path ?? ""}`);
+    url.search = call.query?.toString() ?? "";
     const headers: Record<string, string> = { Accept: "application/json", Authorization: `Bearer ${token}`, ...call.headers };
     if (call.body !== undefined) headers["Content-Type"] = "application/json";
     const body = call.body === undefined ? undefined : JSON.stringify(call.body);
-    return fetchImpl(url, { method: call.method, headers, body });
+    return fetchImpl(url, { method: call.method, headers, body, signal: call.signal });
   }
 
   /** One call: Bearer token from the cache, one retry with a fresh token on 401, problems thrown. */
@@ -140,7 +196,7 @@ export function createTasksApi(options: TasksApiOptions) {
   return {
     /** One page; `nextCursor` (from the Link rel="next" header) fetches the next, null at the end. */
     async list(query: ListQuery = {}): Promise<{ tasks: Task[]; nextCursor: string | null }> {
-      const response = await request({ method: "GET", query });
+      const response = await request({ method: "GET", query: listParams(query) });
       const next = /<([^>]*)>;\s*rel="next"/.exec(response.headers.get("link") ?? "");
       const nextCursor = next ? new URL(next[1], baseUrl).searchParams.get("cursor") : null;
       return { tasks: (await response.json()) as Task[], nextCursor };
@@ -176,6 +232,39 @@ export function createTasksApi(options: TasksApiOptions) {
     },
     async remove(id: number, opts: { ifMatch?: string } = {}): Promise<void> {
       await request({ method: "DELETE", path: `/${id}`, headers: ifMatch(opts.ifMatch) });
+    },
+    /** Puts the task right after task `after` in the manual order, or at the top with null. */
+    move(id: number, after: number | null, opts: { ifMatch?: string } = {}) {
+      return versioned({ method: "POST", path: `/${id}/move`, body: { after }, headers: ifMatch(opts.ifMatch) });
+    },
+    /** The user's labels with their task counts, ordered by label. */
+    async labels(): Promise<LabelCount[]> {
+      return (await (await request({ method: "GET", resource: "labels" })).json()) as LabelCount[];
+    },
+    /** One page of the change feed after `since` (from the start without it). A token older than
+     * the service's retention is a TasksApiError 410 `sync_token_expired`: sync again without it. */
+    async changes(opts: { since?: string; limit?: number } = {}): Promise<ChangesPage> {
+      const query = listParams({ since: opts.since, limit: opts.limit });
+      return (await (await request({ method: "GET", path: "/changes", query })).json()) as ChangesPage;
+    },
+    /** Follows the live change feed until `signal` aborts: each change in order, reconnecting
+     * with Last-Event-ID (and a fresh token) when the stream ends or the network fails, so no
+     * change is missed. Rejects on a refusal, such as 410 `sync_token_expired`. */
+    events(opts: EventsOptions): Promise<void> {
+      return followEvents({
+        signal: opts.signal,
+        retryMs: opts.retryMs,
+        onOpen: opts.onOpen,
+        open: (lastEventId, signal) =>
+          request({
+            method: "GET",
+            path: "/events",
+            query: listParams({ since: opts.since }),
+            headers: { Accept: "text/event-stream", ...(lastEventId ? { "Last-Event-ID": lastEventId } : {}) },
+            signal,
+          }),
+        onEvent: (event) => opts.onChange(JSON.parse(event.data ?? "null") as TaskChange, event.id ?? ""),
+      });
     },
     /** Drop the cached token: call it on sign-out (or when another user signs in). */
     clearToken(): void {
