@@ -44,6 +44,28 @@ const FORWARDED_RESPONSE_HEADERS = [
 // An event stream must reach the browser as it is written: `no-transform` keeps `next start`'s
 // gzip (which would hold the events in its buffer) off it, X-Accel-Buffering a front nginx's.
 const STREAM_HEADERS = { "cache-control": "no-cache, no-transform", "x-accel-buffering": "no" };
+// Node sends a response's headers with its first bytes: an idle stream (no change yet, the next
+// heartbeat seconds away) would leave the browser waiting for them. A comment, which every
+// event-stream reader skips, sends them at once.
+const OPENING = new TextEncoder().encode(": open\n\n");
+
+function openedAtOnce(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  let opened = false;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (!opened) {
+        opened = true;
+        controller.enqueue(OPENING);
+        return;
+      }
+      const { done, value } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel: (reason) => reader.cancel(reason), // the browser left: so does the call to the service
+  });
+}
 // After the base path: nothing, or `/segment` parts of safe characters (`/42`, `/42/complete`).
 // Dots and percent-escapes are refused, so no path can climb out of the user's own tasks.
 const SUFFIX = /^(\/[A-Za-z0-9_-]+)*\/?$/;
@@ -151,7 +173,7 @@ export function createTasksProxy(options: TasksProxyOptions): (request: Request)
     if (upstream.ok && (upstream.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
       clearTimeout(timer); // a stream lasts as long as the browser follows it
       for (const [name, value] of Object.entries(STREAM_HEADERS)) out.set(name, value);
-      return new Response(upstream.body, { status: upstream.status, headers: out });
+      return new Response(upstream.body && openedAtOnce(upstream.body), { status: upstream.status, headers: out });
     }
     let answer: ArrayBuffer;
     try {
