@@ -2,6 +2,7 @@
 // the real client plugin (`authClient.token()` via lib/auth-client.ts's fetchJwt).
 
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { before, describe, test } from "node:test";
 
 import { fetchJwt } from "../lib/auth-client";
@@ -182,5 +183,16 @@ describe("the tasks API client", () => {
     await following2;
 
     await rejectsWith(api.changes({ since: "garbled!" }), 422, "validation_failed");
+  });
+
+  test("a sync token older than the retention: changes and events reject with 410 sync_token_expired", async () => {
+    const frank = await signUp("Frank");
+    const { api } = apiFor(frank);
+    // The token format is the service's (opaque to clients, encoded, not signed): issued at 1970.
+    const owner = createHash("sha256").update(frank.id).digest("hex").slice(0, 12);
+    const expired = Buffer.from(`1.0..0.${owner}`).toString("base64url");
+    await rejectsWith(api.changes({ since: expired }), 410, "sync_token_expired");
+    const following = api.events({ since: expired, signal: new AbortController().signal, onChange: () => assert.fail("no change") });
+    await rejectsWith(following, 410, "sync_token_expired");
   });
 });

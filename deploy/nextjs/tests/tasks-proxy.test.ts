@@ -243,6 +243,25 @@ describe("the /api/tasks proxy", () => {
     assert.deepEqual((await next(resumed)).change, { op: "upsert", task: live }, "the first event after that id");
     await resumed.return!(undefined);
 
+    // The browser leaving (its request's signal) ends the call to the service.
+    const leaving = new AbortController();
+    let upstreamSignal: AbortSignal | undefined;
+    const watched = createTasksProxy({
+      serviceUrl: SERVICE_URL,
+      authenticate: sessionIdentity,
+      fetch: (input, init) => {
+        upstreamSignal = init?.signal ?? undefined;
+        return fetch(input, init);
+      },
+    });
+    const request = new Request(`${NEXT_ORIGIN}/api/tasks/events`, { headers: { cookie: erin.cookie }, signal: leaving.signal });
+    const followed = await watched(request);
+    assert.equal(followed.status, 200);
+    assert.equal(upstreamSignal?.aborted, false);
+    leaving.abort();
+    assert.equal(upstreamSignal?.aborted, true);
+    await followed.body?.cancel().catch(() => undefined);
+
     const streams = calls.filter((c) => c.url.pathname === `/api/${erin.id}/tasks/events`);
     assert.deepEqual(streams.map((c) => c.headers.get("last-event-id")), [null, listed.id]);
     assert.ok(streams.every((c) => c.headers.get("cookie") === null && claims(bearerOf(c)).sub === erin.id));
