@@ -34,6 +34,7 @@ export function TaskBoard() {
   const [error, setError] = useState<string | null>(null);
   const [editing, setEditing] = useState<{ id: number; etag: string | null; task: Task } | null>(null);
   const latest = useRef(0); // the newest list request: answers to older ones are dropped
+  const changing = useRef(0); // changes of this tab under way: each reloads the list when done
 
   const load = useCallback(async () => {
     const request = ++latest.current;
@@ -56,17 +57,24 @@ export function TaskBoard() {
   }, [load]);
 
   // Another tab's (or device's) change, and the echo of this tab's own: the list as it is now.
-  const live = useLiveUpdates(() => void load());
+  // Not while this tab changes something: that change's own reload comes after it anyway.
+  const live = useLiveUpdates(() => {
+    if (changing.current === 0) void load();
+  });
 
   /** Runs a change, shows its error if any, and reloads the list (filters may hide the result). */
   async function change(action: () => Promise<unknown>): Promise<boolean> {
     setError(null);
+    latest.current++; // a list read before this change must not overwrite what it shows
+    changing.current++;
     let ok = true;
     try {
       await action();
     } catch (caught) {
       setError(describe(caught));
       ok = false;
+    } finally {
+      changing.current--;
     }
     await load();
     return ok;
