@@ -45,7 +45,7 @@ def assert_bearer_only(reached: list[Recorded], user_id: str) -> None:
         assert "cookie" not in request.headers, f"{request.method} {request.path} carried a cookie"
         assert request.headers.get("authorization", "").startswith("Bearer "), f"{request.method} {request.path}"
         assert request.bearer_claims()["sub"] == user_id, f"{request.method} {request.path}"
-        assert request.path.startswith(f"/api/{user_id}/tasks"), request.path
+        assert request.path.startswith((f"/api/{user_id}/tasks", f"/api/{user_id}/labels")), request.path
 
 
 async def test_a_user_signs_up_manages_tasks_and_finds_them_after_a_reload_and_after_signing_in_again(

@@ -2,8 +2,9 @@
 
 - `tsc --noEmit`: the app and the files teams copy type-check against the pinned better-auth
   1.7.25 and Next.js types;
-- `node --test` (TypeScript through tsx): the API client, the /api/tasks proxy and its per-session
-  JWT cache against the real service, started as `python -m service run` does (a subprocess, on
+- `node --test` (TypeScript through tsx): the API client (the task model, move, labels, changes
+  and live events included), the event-stream reader, the /api/tasks proxy (event streams passed
+  on live, Last-Event-ID) and its per-session JWT cache against the real service, started as `python -m service run` does (a subprocess, on
   this session's PostgreSQL), and the real Better Auth issuer (issuer/server.mjs) with a short
   `jwt.expirationTime`.
 

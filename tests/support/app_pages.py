@@ -90,3 +90,25 @@ async def edit_task(page: Page, title: str, changes: dict[str, str]) -> None:
 async def delete_task(page: Page, title: str) -> None:
     await page.get_by_role("button", name=f'Delete "{title}"').click()
     await expect(task_list(page).get_by_role("listitem", name=title)).to_have_count(0)
+
+
+def live_updates(page: Page) -> Locator:
+    """The line that says whether the page follows the change stream ("Live updates: on")."""
+    return page.locator("p.live")
+
+
+async def open_tasks(page: Page) -> None:
+    """The task page of the signed-in user (in a new tab, say), loaded and following the stream."""
+    await page.goto("/tasks")
+    await expect(task_list(page)).to_have_attribute("aria-busy", "false")
+    await expect(live_updates(page)).to_have_text("Live updates: on")
+
+
+async def sort_tasks(page: Page, sort: str) -> None:
+    """Choose a sort by its label ("My order", "Due date", "Priority", "Oldest first", …)."""
+    await page.get_by_role("combobox", name="Sort").select_option(label=sort)
+
+
+async def move_task(page: Page, title: str, direction: str) -> None:
+    """In "My order": the task's "Move up" or "Move down" button ("up" / "down")."""
+    await page.get_by_role("button", name=f'Move "{title}" {direction}').click()

@@ -1,6 +1,7 @@
 """An HTTP forwarder that records what reaches the service: put between a client (the Next.js
 app's proxy) and the tasks service, it keeps each request's method, path and headers, and passes
-requests and answers on unchanged (keep-alive on both sides)."""
+requests and answers on unchanged (keep-alive on both sides). An event stream is passed on as
+it arrives, on a connection of its own that closes when the stream ends."""
 
 from __future__ import annotations
 
@@ -72,7 +73,23 @@ class RecordingProxy:
             conn = self._connection()
             conn.request(method, path, body=body, headers=headers)
             response = conn.getresponse()
+        if (response.getheader("content-type") or "").startswith("text/event-stream"):
+            return response.status, response.getheaders(), response  # passed on as it arrives
         return response.status, response.getheaders(), response.read()
+
+    def stream(self, response: http.client.HTTPResponse, write) -> None:
+        """Copy an event stream to the client until either side ends it; the upstream connection
+        goes with it."""
+        try:
+            self._local.conn.sock.settimeout(None)  # idle between events and heartbeats
+            while chunk := response.read1(65536):
+                write(chunk)
+        except OSError:
+            pass  # the client left (or the service went away): the stream is over
+        finally:
+            response.close()
+            self._local.conn.close()
+            self._local.conn = None
 
     @contextlib.contextmanager
     def serving(self, port: int) -> Iterator[str]:
@@ -97,6 +114,12 @@ class RecordingProxy:
                 for name, value in response_headers:
                     if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
                         self.send_header(name, value)
+                if isinstance(content, http.client.HTTPResponse):
+                    self.send_header("Connection", "close")  # the stream's end is the connection's
+                    self.end_headers()
+                    self.close_connection = True
+                    proxy.stream(content, self.wfile.write)
+                    return
                 self.send_header("Content-Length", str(len(content)))
                 self.end_headers()
                 self.wfile.write(content)

@@ -13,10 +13,16 @@ interface TaskItemProps {
   onSave: (form: FormData) => Promise<boolean>;
   onCancel: () => void;
   onDelete: () => void;
+  /** In the manual order: the move buttons are shown, each disabled when it has nowhere to go. */
+  reorderable: boolean;
+  onMoveUp?: () => void;
+  onMoveDown?: () => void;
 }
 
-/** One task: a checkbox for done, its fields, Edit and Delete; or, while edited, its form. */
-export function TaskItem({ task, editing, onToggle, onEdit, onSave, onCancel, onDelete }: TaskItemProps) {
+/** One task: a checkbox for done, its fields, Move up/down (in the manual order), Edit and
+ * Delete; or, while edited, its form. */
+export function TaskItem(props: TaskItemProps) {
+  const { task, editing, onToggle, onEdit, onSave, onCancel, onDelete, reorderable, onMoveUp, onMoveDown } = props;
   const title = task.title;
   if (editing) {
     return (
@@ -39,6 +45,16 @@ export function TaskItem({ task, editing, onToggle, onEdit, onSave, onCancel, on
         />
         <span className="title">{title}</span>
         <span className="actions">
+          {reorderable && (
+            <>
+              <button type="button" onClick={onMoveUp} disabled={!onMoveUp} aria-label={`Move "${title}" up`}>
+                ↑
+              </button>
+              <button type="button" onClick={onMoveDown} disabled={!onMoveDown} aria-label={`Move "${title}" down`}>
+                ↓
+              </button>
+            </>
+          )}
           <button type="button" onClick={onEdit} aria-label={`Edit "${title}"`}>
             Edit
           </button>

@@ -2,7 +2,8 @@
 // fetch with the session cookie, no token in the browser. Problems are thrown as TasksApiError,
 // the same class the direct client (lib/tasks-api.ts) throws.
 
-import { TasksApiError, type ListQuery, type Task } from "@/lib/tasks-api";
+import { followEvents } from "@/lib/event-stream";
+import { type LabelCount, listParams, TasksApiError, type ListQuery, type Task, type TaskChange } from "@/lib/tasks-api";
 
 const BASE = "/api/tasks";
 
@@ -37,11 +38,7 @@ export const proxyTasks = {
   /** The first page for `query`, or the page at `url` (a Page's `next`). */
   async list(query: ListQuery | string): Promise<Page> {
     let url = query as string;
-    if (typeof query !== "string") {
-      const params = new URLSearchParams();
-      for (const [name, value] of Object.entries(query)) if (value !== undefined && value !== "") params.set(name, String(value));
-      url = `${BASE}?${params}`;
-    }
+    if (typeof query !== "string") url = `${BASE}?${listParams(query)}`;
     const response = await call(url);
     return { tasks: (await response.json()) as Task[], next: nextPage(response) };
   },
@@ -62,5 +59,35 @@ export const proxyTasks = {
   },
   async remove(id: number): Promise<void> {
     await call(`${BASE}/${id}`, { method: "DELETE" });
+  },
+  /** Right after task `after` in the manual order, or at the top with null. */
+  async move(id: number, after: number | null): Promise<Task> {
+    const response = await call(`${BASE}/${id}/move`, { method: "POST", body: JSON.stringify({ after }) });
+    return (await response.json()) as Task;
+  },
+  /** The user's labels with their task counts (the proxy's /api/labels). */
+  async labels(): Promise<LabelCount[]> {
+    return (await (await call("/api/labels")).json()) as LabelCount[];
+  },
+  /** Every change to the user's tasks as it is committed, from any tab or device, until `signal`
+   * aborts: the proxy streams /api/tasks/events, and a dropped stream is reopened with
+   * Last-Event-ID so nothing is missed. Rejects on a refusal (401 signed out, 410 token expired). */
+  follow(options: {
+    signal: AbortSignal;
+    onChange: (change: TaskChange) => void;
+    onOpen?: () => void;
+    onClose?: () => void;
+  }): Promise<void> {
+    return followEvents({
+      signal: options.signal,
+      onOpen: options.onOpen,
+      onClose: options.onClose,
+      onEvent: (event) => options.onChange(JSON.parse(event.data ?? "null") as TaskChange),
+      open: (lastEventId, signal) =>
+        call(`${BASE}/events`, {
+          headers: { Accept: "text/event-stream", ...(lastEventId ? { "Last-Event-ID": lastEventId } : {}) },
+          signal,
+        }),
+    });
   },
 };

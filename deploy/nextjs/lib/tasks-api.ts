@@ -9,38 +9,11 @@
 // Called from the browser, the service must list this app's origin in CORS_ORIGINS. Without
 // that, call the Next.js proxy (app/api/tasks/[[...path]]/route.ts) with plain fetch instead.
 
+import { followEvents } from "./event-stream";
+import { type ChangesPage, type LabelCount, type ListQuery, listParams, type Task, type TaskChange, TasksApiError } from "./tasks-model";
 import { readUnverifiedClaims, TokenCache } from "./token-cache";
 
-export type TaskPriority = "none" | "low" | "medium" | "high";
-
-export interface Task {
-  id: number;
-  user_id: string;
-  title: string;
-  description: string;
-  completed: boolean;
-  /** null, an all-day date "YYYY-MM-DD", or a date-time (returned in UTC). */
-  due: string | null;
-  priority: TaskPriority;
-  /** At most 20; case variants of a label are one label. */
-  labels: string[];
-  /** Manual order, ascending from the top (change it with PATCH …/move). */
-  position: number;
-  created_at: string;
-  updated_at: string;
-  completed_at: string | null;
-}
-
-export type TaskStatus = "all" | "pending" | "completed";
-export type TaskSort = "created_at" | "-created_at" | "updated_at" | "-updated_at" | "title" | "-title";
-
-export interface ListQuery {
-  status?: TaskStatus;
-  sort?: TaskSort;
-  q?: string;
-  limit?: number;
-  cursor?: string;
-}
+export * from "./tasks-model";
 
 /** A task with its ETag, to send back in `ifMatch` for a safe update. */
 export interface Versioned {
@@ -48,28 +21,17 @@ export interface Versioned {
   etag: string;
 }
 
-/** An RFC 9457 problem from the service, e.g. status 412 / code "precondition_failed". */
-export class TasksApiError extends Error {
-  readonly status: number;
-  readonly code: string; // the service's stable code: task_not_found, validation_failed, …
-  readonly title: string;
-  readonly detail: string | undefined;
-  readonly errors: unknown; // with validation_failed: one entry per invalid field
-  readonly retryAfterSeconds: number | undefined; // with 503
-
-  constructor(status: number, problem: Record<string, unknown>, retryAfter: string | null) {
-    const title = typeof problem.title === "string" ? problem.title : `HTTP ${status}`;
-    const detail = typeof problem.detail === "string" ? problem.detail : undefined;
-    super(detail ? `${title}: ${detail}` : title);
-    this.name = "TasksApiError";
-    this.status = status;
-    this.code = typeof problem.code === "string" ? problem.code : "http_error";
-    this.title = title;
-    this.detail = detail;
-    this.errors = problem.errors;
-    const seconds = retryAfter === null ? NaN : Number(retryAfter);
-    this.retryAfterSeconds = Number.isFinite(seconds) ? seconds : undefined;
-  }
+export interface EventsOptions {
+  /** A sync token to start after (a `next` of `changes`); omitted: every task first, as upserts. */
+  since?: string;
+  /** Ends the stream; `events` resolves then. */
+  signal: AbortSignal;
+  /** Each change, with the sync token just after it: keep it to resume from there. */
+  onChange: (change: TaskChange, token: string) => void;
+  /** Called once each (re)connection is open. */
+  onOpen?: () => void;
+  /** Milliseconds before reconnecting when the stream ends or the network fails (default 1000). */
+  retryMs?: number;
 }
 
 export interface TasksApiOptions {
@@ -85,8 +47,10 @@ export interface TasksApiOptions {
 
 interface Call {
   method: string;
-  path?: string; // after /api/{userId}/tasks
-  query?: ListQuery;
+  resource?: "tasks" | "labels"; // /api/{userId}/<resource>, default tasks
+  path?: string; // after /api/{userId}/<resource>
+  query?: URLSearchParams;
+  signal?: AbortSignal;
   body?: unknown;
   headers?: Record<string, string>;
 }
@@ -103,14 +67,12 @@ export function createTasksApi(options: TasksApiOptions) {
   async function send(call: Call, token: string): Promise<Response> {
     const userId = readUnverifiedClaims(token).sub;
     if (!userId) throw new Error("the Better Auth token has no sub claim");
-    const url = new URL(`${baseUrl}/api/${encodeURIComponent(userId)}/tasks${call.path ?? ""}`);
-    for (const [name, value] of Object.entries(call.query ?? {})) {
-      if (value !== undefined) url.searchParams.set(name, String(value));
-    }
+    const url = new URL(`${baseUrl}/api/${encodeURIComponent(userId)}/${call.resource ?? "tasks"}${call.path ?? ""}`);
+    url.search = call.query?.toString() ?? "";
     const headers: Record<string, string> = { Accept: "application/json", Authorization: `Bearer ${token}`, ...call.headers };
     if (call.body !== undefined) headers["Content-Type"] = "application/json";
     const body = call.body === undefined ? undefined : JSON.stringify(call.body);
-    return fetchImpl(url, { method: call.method, headers, body });
+    return fetchImpl(url, { method: call.method, headers, body, signal: call.signal });
   }
 
   /** One call: Bearer token from the cache, one retry with a fresh token on 401, problems thrown. */
@@ -140,7 +102,7 @@ export function createTasksApi(options: TasksApiOptions) {
   return {
     /** One page; `nextCursor` (from the Link rel="next" header) fetches the next, null at the end. */
     async list(query: ListQuery = {}): Promise<{ tasks: Task[]; nextCursor: string | null }> {
-      const response = await request({ method: "GET", query });
+      const response = await request({ method: "GET", query: listParams(query) });
       const next = /<([^>]*)>;\s*rel="next"/.exec(response.headers.get("link") ?? "");
       const nextCursor = next ? new URL(next[1], baseUrl).searchParams.get("cursor") : null;
       return { tasks: (await response.json()) as Task[], nextCursor };
@@ -176,6 +138,39 @@ export function createTasksApi(options: TasksApiOptions) {
     },
     async remove(id: number, opts: { ifMatch?: string } = {}): Promise<void> {
       await request({ method: "DELETE", path: `/${id}`, headers: ifMatch(opts.ifMatch) });
+    },
+    /** Puts the task right after task `after` in the manual order, or at the top with null. */
+    move(id: number, after: number | null, opts: { ifMatch?: string } = {}) {
+      return versioned({ method: "POST", path: `/${id}/move`, body: { after }, headers: ifMatch(opts.ifMatch) });
+    },
+    /** The user's labels with their task counts, ordered by label. */
+    async labels(): Promise<LabelCount[]> {
+      return (await (await request({ method: "GET", resource: "labels" })).json()) as LabelCount[];
+    },
+    /** One page of the change feed after `since` (from the start without it). A token older than
+     * the service's retention is a TasksApiError 410 `sync_token_expired`: sync again without it. */
+    async changes(opts: { since?: string; limit?: number } = {}): Promise<ChangesPage> {
+      const query = listParams({ since: opts.since, limit: opts.limit });
+      return (await (await request({ method: "GET", path: "/changes", query })).json()) as ChangesPage;
+    },
+    /** Follows the live change feed until `signal` aborts: each change in order, reconnecting
+     * with Last-Event-ID (and a fresh token) when the stream ends or the network fails, so no
+     * change is missed. Rejects on a refusal, such as 410 `sync_token_expired`. */
+    events(opts: EventsOptions): Promise<void> {
+      return followEvents({
+        signal: opts.signal,
+        retryMs: opts.retryMs,
+        onOpen: opts.onOpen,
+        open: (lastEventId, signal) =>
+          request({
+            method: "GET",
+            path: "/events",
+            query: listParams({ since: opts.since }),
+            headers: { Accept: "text/event-stream", ...(lastEventId ? { "Last-Event-ID": lastEventId } : {}) },
+            signal,
+          }),
+        onEvent: (event) => opts.onChange(JSON.parse(event.data ?? "null") as TaskChange, event.id ?? ""),
+      });
     },
     /** Drop the cached token: call it on sign-out (or when another user signs in). */
     clearToken(): void {

@@ -6,8 +6,9 @@
 import assert from "node:assert/strict";
 import { before, describe, test } from "node:test";
 
+import { readEvents, type ServerSentEvent } from "../lib/event-stream";
 import { createTasksProxy, type ProxyIdentity } from "../lib/tasks-proxy";
-import { bearerOf, claims, ISSUER_URL, recordingFetch, SERVICE_URL, signUp, type User } from "./support";
+import { bearerOf, claims, ISSUER_URL, recordingFetch, SERVICE_URL, signUp, sleep, type User } from "./support";
 
 const NEXT_ORIGIN = "http://next.test"; // the browser's view; the proxy never calls it
 
@@ -20,9 +21,9 @@ async function sessionIdentity(headers: Headers): Promise<ProxyIdentity | null> 
   return session && token ? { userId: session.user.id, token } : null;
 }
 
-function setUp(serviceUrl = SERVICE_URL) {
+function setUp(serviceUrl = SERVICE_URL, timeoutMs?: number) {
   const service = recordingFetch();
-  const proxy = createTasksProxy({ serviceUrl, authenticate: sessionIdentity, fetch: service.fetch });
+  const proxy = createTasksProxy({ serviceUrl, authenticate: sessionIdentity, fetch: service.fetch, timeoutMs });
   /** A browser request to the Next.js app, with `user`'s session cookie (none for null). */
   const browse = (user: User | null, path: string, init: RequestInit & { headers?: Record<string, string> } = {}) => {
     const headers = { ...init.headers, ...(user && { cookie: `${user.cookie}; theme=dark` }) };
@@ -172,5 +173,97 @@ describe("the /api/tasks proxy", () => {
     const response = await browse(alice, "/api/tasks");
     assert.equal(response.status, 502);
     assert.equal((await json(response)).code, "upstream_unavailable");
+  });
+
+  test("labels, move and changes go through: /api/labels is the service's /api/{user}/labels, read-only", async () => {
+    const { browse, calls } = setUp();
+    const dave = await signUp("Dave");
+    const post = async (path: string, body: unknown) =>
+      browse(dave, path, { method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" } });
+    const x = await json(await post("/api/tasks", { title: "x", labels: ["home"] }));
+    const y = await json(await post("/api/tasks", { title: "y" }));
+
+    const labels = await browse(dave, "/api/labels");
+    assert.equal(labels.status, 200);
+    assert.deepEqual(await json(labels), [{ label: "home", tasks: 1 }]);
+    const moved = await post(`/api/tasks/${y.id}/move`, { after: x.id });
+    assert.equal(moved.status, 200, await moved.clone().text());
+    assert.equal((await json(moved)).id, y.id);
+    assert.match(moved.headers.get("etag") ?? "", /^"\d+-\d+"$/);
+    const order = await json(await browse(dave, "/api/tasks?sort=position"));
+    assert.deepEqual(order.map((t: { title: string }) => t.title), ["x", "y"]);
+    const changes = await browse(dave, "/api/tasks/changes?limit=1");
+    assert.equal(changes.status, 200);
+    const page = await json(changes);
+    assert.equal(page.changes.length, 1);
+    assert.equal(page.more, true);
+    assert.equal(changes.headers.get("cache-control"), "no-store");
+
+    calls.length = 0;
+    const written = await post("/api/labels", { label: "home" });
+    assert.equal(written.status, 405);
+    assert.equal((await json(written)).code, "method_not_allowed");
+    for (const path of ["/api/labels/home", "/api/labels/", "/api/labelsx"]) {
+      const response = await browse(dave, path);
+      assert.equal(response.status, 404, path);
+      assert.equal((await json(response)).code, "not_found", path);
+    }
+    assert.equal(calls.length, 0, "nothing above reached the service");
+  });
+
+  test("events are passed on as they come (not buffered, not cut by the timeout); Last-Event-ID goes through and resumes", async () => {
+    const { browse, calls } = setUp(SERVICE_URL, 300);
+    const erin = await signUp("Erin");
+    const create = async (title: string) =>
+      json(await browse(erin, "/api/tasks", { method: "POST", body: JSON.stringify({ title }), headers: { "Content-Type": "application/json" } }));
+    const before = await create("before");
+
+    const open = async (headers: Record<string, string> = {}) => {
+      const response = await browse(erin, "/api/tasks/events", { headers: { Accept: "text/event-stream", ...headers } });
+      if (response.status !== 200) assert.fail(`${response.status} ${await response.text()}`); // a stream's text never ends
+      assert.equal(response.headers.get("content-type"), "text/event-stream; charset=utf-8");
+      assert.equal(response.headers.get("cache-control"), "no-cache, no-transform");
+      return readEvents(response.body!)[Symbol.asyncIterator]();
+    };
+    const next = async (events: AsyncIterator<ServerSentEvent>) => {
+      const { value, done } = await events.next();
+      assert.ok(!done, "the stream ended");
+      return { id: value.id!, change: JSON.parse(value.data!) };
+    };
+
+    const events = await open();
+    const listed = await next(events);
+    assert.deepEqual(listed.change, { op: "upsert", task: before });
+    await sleep(600); // past the proxy's timeout: a stream is not cut by it
+    const live = await create("live");
+    assert.deepEqual((await next(events)).change, { op: "upsert", task: live }, "a change made while the stream is open");
+    await events.return!(undefined);
+
+    const resumed = await open({ "Last-Event-ID": listed.id });
+    assert.deepEqual((await next(resumed)).change, { op: "upsert", task: live }, "the first event after that id");
+    await resumed.return!(undefined);
+
+    // The browser leaving (its request's signal) ends the call to the service.
+    const leaving = new AbortController();
+    let upstreamSignal: AbortSignal | undefined;
+    const watched = createTasksProxy({
+      serviceUrl: SERVICE_URL,
+      authenticate: sessionIdentity,
+      fetch: (input, init) => {
+        upstreamSignal = init?.signal ?? undefined;
+        return fetch(input, init);
+      },
+    });
+    const request = new Request(`${NEXT_ORIGIN}/api/tasks/events`, { headers: { cookie: erin.cookie }, signal: leaving.signal });
+    const followed = await watched(request);
+    assert.equal(followed.status, 200);
+    assert.equal(upstreamSignal?.aborted, false);
+    leaving.abort();
+    assert.equal(upstreamSignal?.aborted, true);
+    await followed.body?.cancel().catch(() => undefined);
+
+    const streams = calls.filter((c) => c.url.pathname === `/api/${erin.id}/tasks/events`);
+    assert.deepEqual(streams.map((c) => c.headers.get("last-event-id")), [null, listed.id]);
+    assert.ok(streams.every((c) => c.headers.get("cookie") === null && claims(bearerOf(c)).sub === erin.id));
   });
 });

@@ -1,39 +1,14 @@
-// /api/tasks and /api/tasks/* -> the tasks service, as the signed-in user (lib/tasks-proxy.ts).
+// /api/tasks and /api/tasks/* -> the tasks service, as the signed-in user (lib/tasks-proxy-handler.ts).
 //
 // An optional catch-all ([[...path]]) so that /api/tasks itself (list, create) is matched too;
 // [...path] would only match /api/tasks/<something>. The path is read from request.url, so the
 // handler uses only the Web Request/Response types and needs nothing from "next".
-// Runs on the Node.js runtime (the default): Better Auth here talks to PostgreSQL through pg.
+// GET /api/tasks/events is an event stream: the proxy passes it on as it arrives.
 
-import { getSessionCookie } from "better-auth/cookies";
+import { tasksProxy } from "@/lib/tasks-proxy-handler";
 
-import { auth } from "@/lib/auth";
-import { sessionJwts, type SessionJwt } from "@/lib/session-jwt-cache";
-import { createTasksProxy } from "@/lib/tasks-proxy";
-
-/** One Better Auth call for both the session and a JWT: getSession checks the cookie against the
- * database, and the jwt plugin answers a freshly signed token in its `set-auth-jwt` header. */
-async function lookUpSession(headers: Headers): Promise<SessionJwt | null> {
-  const { headers: answered, response } = await auth.api.getSession({ headers, returnHeaders: true });
-  const token = answered.get("set-auth-jwt");
-  if (!response || !token) return null;
-  const { session, user } = response;
-  return { sessionToken: session.token, userId: user.id, token, sessionExpiresAtMs: new Date(session.expiresAt).getTime() };
-}
-
-const proxy = createTasksProxy({
-  serviceUrl: process.env.TASKS_API_URL ?? "http://127.0.0.1:8000",
-  async authenticate(headers, { refresh }) {
-    // No session cookie, no lookup. Otherwise the JWT held for this session (lib/session-jwt-cache.ts)
-    // until shortly before its `exp`: most calls cost no database query and no signature here.
-    const cookie = getSessionCookie(headers);
-    if (!cookie) return null;
-    return sessionJwts.get(cookie, () => lookUpSession(headers), { refresh });
-  },
-});
-
-export const GET = proxy;
-export const POST = proxy;
-export const PUT = proxy;
-export const PATCH = proxy;
-export const DELETE = proxy;
+export const GET = tasksProxy;
+export const POST = tasksProxy;
+export const PUT = tasksProxy;
+export const PATCH = tasksProxy;
+export const DELETE = tasksProxy;
