@@ -174,11 +174,12 @@ async def migrate_and_seed(
 # Task t of every user in one statement: rows land interleaved across users, as tasks created
 # over time would, so a user's list reads rows from many heap pages rather than a few.
 _SEED_SQL = f"""
-INSERT INTO tasks (user_id, title, description, completed, created_at, updated_at)
+INSERT INTO tasks (user_id, title, description, completed, completed_at, created_at, updated_at)
 SELECT {USER_ID_SQL.format(n="u")},
        'Task ' || t || ': ' || (ARRAY['buy milk', 'write report', 'call the bank', 'fix the bike', 'plan the trip'])[1 + (u + t) % 5],
        CASE WHEN t % 3 = 0 THEN repeat('Some details about this task. ', 1 + (u + t) % 4) ELSE '' END,
        (u + t) % 4 = 0,
+       CASE WHEN (u + t) % 4 = 0 THEN ts END,  -- completed_at goes with completed (migration 0005)
        ts, ts
 FROM generate_series($1::int, $2::int) AS t
 CROSS JOIN generate_series(1, $3::int) AS u
