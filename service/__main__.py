@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "migrate":
         applied = asyncio.run(migrate(settings))
-        print(f"applied: {', '.join(applied) or 'nothing, up to date'}")
+        print(f"applied: {', '.join(applied) or 'nothing, up to date'}", file=sys.stdout)
         return 0
 
     import uvicorn

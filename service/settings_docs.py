@@ -96,7 +96,7 @@ def main(argv: list[str]) -> int:
         return 1 if stale else 0
     for path in stale:
         path.write_text(wanted[path], encoding="utf-8")
-        print(f"wrote {Path(path).name}")
+        print(f"wrote {Path(path).name}", file=sys.stdout)
     return 0
 
 

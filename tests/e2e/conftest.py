@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 
 import pytest
 
 from support.browser import Browsing, launched_chromium
 from support.nextjs_app import (
     Build,
+    Stack,
     app_env,
     auth_database,
     build_nextjs,
@@ -51,14 +51,6 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     if seconds is not None:
         what = f"took {seconds:.1f} s" if seconds else "was current (sources unchanged), skipped"
         terminalreporter.write_line(f"deploy/nextjs: next build {what}")
-
-
-@dataclass(frozen=True)
-class Stack:
-    app_url: str
-    service_url: str
-    auth_database_url: str  # Better Auth's tables: user, session, account, verification, jwks
-    recorder: RecordingProxy  # every request the app's proxy sent to the service
 
 
 @pytest.fixture(scope="package")  # stopped once the browser tests are done

@@ -21,9 +21,8 @@ from support.app_pages import (
     task_list,
     task_titles,
 )
+from support.nextjs_app import Stack
 from support.recording_proxy import Recorded
-
-from .conftest import Stack
 
 # The first test also installs and builds the app (the session's fixtures), a minute or two from scratch.
 pytestmark = pytest.mark.timeout(420)

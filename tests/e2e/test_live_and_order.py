@@ -19,8 +19,7 @@ from support.app_pages import (
     task_list,
     task_titles,
 )
-
-from .conftest import Stack
+from support.nextjs_app import Stack
 
 pytestmark = pytest.mark.timeout(420)  # the first test of a run also builds the app
 

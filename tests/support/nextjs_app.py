@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from service.settings import REPO_ROOT
+from support.recording_proxy import RecordingProxy
 
 from .app import with_database
 from .node import npm_ci
@@ -177,3 +178,13 @@ def running_nextjs(node: str, port: int, env: dict[str, str], log_path: Path) ->
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The running stack the browser tests drive."""
+
+    app_url: str
+    service_url: str
+    auth_database_url: str  # Better Auth's tables: user, session, account, verification, jwks
+    recorder: RecordingProxy  # every request the app's proxy sent to the service
