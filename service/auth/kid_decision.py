@@ -59,11 +59,12 @@ def decide_kid(
             return KidDecision.REFUSE_UNAVAILABLE  # not the token's fault
         return KidDecision.REFUSE_UNKNOWN
     if state.failing and not state.fetch_pending and now < state.last_attempt + cooldown:
-        # The host failed moments ago: answer now rather than wait, unless the token was signed
-        # after that failure. Then its issuer is evidently back (restarted, with new keys), and
-        # the next allowed fetch will likely bring the key. No skew allowance here: a token from
-        # the very second of the failure proves nothing.
-        if issued_at > state.last_attempt:
+        # The host failed moments ago: answer now rather than wait, unless the token may have been
+        # signed after that failure. Then its issuer is evidently back (restarted, with new keys),
+        # and the next allowed fetch will likely bring the key. `iat` counts whole seconds, so a
+        # token from the second of the failure may be newer than it: it waits (at most one
+        # cooldown) rather than risk a 503 for the first token of a restarted issuer.
+        if issued_at >= math.floor(state.last_attempt):
             return KidDecision.WAIT
         return KidDecision.REFUSE_UNAVAILABLE
     return KidDecision.WAIT

@@ -63,8 +63,10 @@ ROWS = [
     # -- first look: the host failing --------------------------------------------------------------------------
     row(UNAVAILABLE, "failing-inside-cooldown-token-older-than-the-failure-503-at-once",
         keys=held(NOW - 600, "other"), failing=True, last_attempt=NOW - 1, iat=NOW - 2),
-    row(UNAVAILABLE, "failing-inside-cooldown-token-from-the-instant-of-the-failure-503-at-once",
-        keys=held(NOW - 600, "other"), failing=True, last_attempt=NOW - 1, iat=NOW - 1),
+    row(UNAVAILABLE, "failing-inside-cooldown-token-from-the-second-before-the-failure-503-at-once",
+        keys=held(NOW - 600, "other"), failing=True, last_attempt=NOW - 1, iat=NOW - 2),
+    row(WAIT, "failing-token-from-the-second-of-the-failure-waits-iat-counts-whole-seconds",
+        keys=held(NOW - 600, "other"), failing=True, last_attempt=NOW - 1 + 0.7, iat=NOW - 1),
     row(WAIT, "failing-inside-cooldown-token-issued-after-the-failure-waits-issuer-is-back",
         keys=held(NOW - 600, "other"), failing=True, last_attempt=NOW - 3, iat=NOW - 1),
     row(WAIT, "no-set-failing-token-issued-after-the-failure-waits",
