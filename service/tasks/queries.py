@@ -133,13 +133,13 @@ def list_statement(shape: ListShape) -> str:
     on_page = "FILTER (WHERE n <= $2)"
     last = "FILTER (WHERE n = $2)"
     last_key = f"min({column}) {last}" + ("::text" if key_type else "")
-    key_column = "" if column in DOCUMENT_FIELDS.split(", ") else f", {column}"
+    columns = DOCUMENT_FIELDS if column in DOCUMENT_FIELDS.split(", ") else f"{DOCUMENT_FIELDS}, {column}"
     if shape.search:
-        page = f"SELECT {DOCUMENT_FIELDS}{key_column} FROM tasks WHERE {{}} ORDER BY {order} LIMIT $2 + 1"
-        rows = f"SELECT *, row_number() OVER (ORDER BY {order}) AS n FROM ({search_rows(page, where)}) AS found"
+        found = search_rows(columns, where, order)
+        rows = f"SELECT *, row_number() OVER (ORDER BY {order}) AS n FROM ({found}) AS found"
     else:
         rows = (
-            f"SELECT {DOCUMENT_FIELDS}{key_column}, row_number() OVER (ORDER BY {order}) AS n"
+            f"SELECT {columns}, row_number() OVER (ORDER BY {order}) AS n"
             f" FROM tasks WHERE {where} ORDER BY {order} LIMIT $2 + 1"
         )
     return (
@@ -153,28 +153,29 @@ def list_statement(shape: ListShape) -> str:
 SEARCH_CANDIDATES_MAX = 1000
 
 
-def search_rows(page: str, where: str) -> str:
+def search_rows(columns: str, where: str, order: str) -> str:
     """The page's rows when searching for the pattern $3, by whichever of two plans fits the term.
 
     Row-level security keeps ILIKE out of index conditions, so the trigram index is reached
     through `matching_task_ids` (migration 0004), which returns at most SEARCH_CANDIDATES_MAX + 1
-    of the owner's matching ids. When the term is rare enough to fit, those rows are fetched one
-    by one by primary key, then sorted (at most that many; looked up id by id and
-    materialized first, so that no plan walks a whole sort index to find them); when it is
-    common, the sort-key index is walked and filtered, and it fills the page after few rows. A
-    one-time filter runs only one branch.
+    of the owner's matching ids. When the term is rare enough to fit, those rows are looked up id
+    by id by primary key and materialized, then sorted (at most that many), so that no plan walks
+    a whole sort index to find them; when it is common, the sort-key index is walked and
+    filtered, and it fills the page after few rows. A one-time filter runs only one branch.
     """
     few = f"(SELECT cardinality(ids) <= {SEARCH_CANDIDATES_MAX} FROM hits)"
-    by_ids = page.format("true").replace(" FROM tasks WHERE true", " FROM candidates")
-    by_scan = page.format(f"{where} AND (title ILIKE $3 OR description ILIKE $3) AND NOT {few}")
-    fields = page.split(" FROM tasks WHERE ")[0]
-    candidate_rows = (
+    page = f"ORDER BY {order} LIMIT $2 + 1"
+    candidates = (
         "SELECT found.* FROM unnest((SELECT ids FROM hits)) AS hit(hit_id),"
-        f" LATERAL ({fields} FROM tasks WHERE {where} AND id = hit_id AND {few}) AS found"
+        f" LATERAL (SELECT {columns} FROM tasks WHERE {where} AND id = hit_id AND {few}) AS found"
+    )
+    by_ids = f"SELECT {columns} FROM candidates {page}"
+    by_scan = (
+        f"SELECT {columns} FROM tasks WHERE {where} AND (title ILIKE $3 OR description ILIKE $3) AND NOT {few} {page}"
     )
     return (
         f"WITH hits AS MATERIALIZED (SELECT matching_task_ids($1, $3, {SEARCH_CANDIDATES_MAX + 1}) AS ids),"
-        f" candidates AS MATERIALIZED ({candidate_rows})"
+        f" candidates AS MATERIALIZED ({candidates})"
         f" ({by_ids}) UNION ALL ({by_scan})"
     )
 
