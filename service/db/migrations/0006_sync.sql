@@ -81,20 +81,10 @@ CREATE TRIGGER tasks_sync_log AFTER INSERT OR UPDATE OR DELETE ON tasks
     FOR EACH ROW EXECUTE FUNCTION record_task_change();
 
 -- Tombstones older than the retention are purged for all users by a background job, through
--- one function that runs as `tasks_maintenance` (also created by 0004; created here if
--- missing). That role sees only tombstones, and the counters to move each user's
+-- one function that runs as `tasks_maintenance` (the role migration 0004 created). That role
+-- sees only tombstones, and the counters to move each user's
 -- `expired_below` past what was purged, so a token that predates a purged tombstone gets 410
 -- instead of silently missing that delete. Each call purges at most `max_rows`.
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tasks_maintenance') THEN
-        CREATE ROLE tasks_maintenance NOLOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT;
-    END IF;
-    IF NOT pg_has_role(current_user, 'tasks_maintenance', 'MEMBER') THEN
-        EXECUTE format('GRANT tasks_maintenance TO %I', current_user);
-    END IF;
-END
-$$;
 GRANT SELECT, DELETE ON task_changes TO tasks_maintenance;
 GRANT SELECT, UPDATE (expired_below) ON sync_counters TO tasks_maintenance;
 CREATE POLICY task_changes_tombstones ON task_changes TO tasks_maintenance USING (deleted);
