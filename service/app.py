@@ -18,7 +18,7 @@ from .auth.dependencies import PROTECTED_PREFIX, BearerAuthMiddleware
 from .auth.verifier import build_verifier
 from .body_limit import BodyLimitMiddleware
 from .db.embedded import DATABASE_NAME, EmbeddedPostgres, ensure_database, start_embedded_postgres
-from .db.maintenance import run_idempotency_sweeper
+from .db.maintenance import idempotency_sweep, run_periodically
 from .db.migrate import apply_migrations
 from .db.pool import connect, create_pool
 from .head import HeadAsGetMiddleware
@@ -81,8 +81,10 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             stack.push_async_callback(jwks.aclose)
             stack.push_async_callback(_cancel, refresher)
             sweeper = asyncio.create_task(
-                run_idempotency_sweeper(
-                    pool, settings.idempotency_key_ttl_hours, settings.idempotency_sweep_interval_seconds
+                run_periodically(
+                    "idempotency key sweep",
+                    idempotency_sweep(pool, settings.idempotency_key_ttl_hours),
+                    settings.idempotency_sweep_interval_seconds,
                 ),
                 name="idempotency-sweeper",
             )

@@ -1,9 +1,10 @@
-"""Background upkeep of the database that no request pays for: sweeping expired Idempotency-Keys.
+"""Background upkeep of the database that no request pays for, in bounded batches.
 
-The sweep runs as the database function `sweep_expired_idempotency_keys` (migration 0004), under
-its own role that can see only keys older than an hour. Each pass deletes at most
-`SWEEP_BATCH_ROWS` keys per call and `SWEEP_MAX_BATCHES` calls, so one pass holds one pooled
-connection for a bounded time however many keys expired since the last one.
+Each job is a database function that runs under its own narrow role and deletes at most a batch
+per call: expired Idempotency-Keys (`sweep_expired_idempotency_keys`, migration 0004) and sync
+tombstones (`purge_sync_tombstones`, migration 0006). A pass makes at most `MAX_BATCHES` calls,
+so it holds one pooled connection for a bounded time however much expired since the last pass;
+several processes may run the same job at once (a row deleted by one is not found by another).
 """
 
 from __future__ import annotations
@@ -17,37 +18,54 @@ import asyncpg
 
 log = logging.getLogger("service.db.maintenance")
 
-SWEEP_BATCH_ROWS = 1000
-SWEEP_MAX_BATCHES = 20
+BATCH_ROWS = 1000
+MAX_BATCHES = 20
+
+Batch = Callable[[int], Awaitable[int]]  # deletes at most that many rows; how many it deleted
 
 
-async def sweep_expired_idempotency_keys(
-    pool: asyncpg.Pool, ttl_hours: int, *, batch_rows: int = SWEEP_BATCH_ROWS, max_batches: int = SWEEP_MAX_BATCHES
-) -> int:
-    """Delete expired keys of every user, a batch per statement; the number deleted."""
+async def in_batches(batch: Batch, *, batch_rows: int = BATCH_ROWS, max_batches: int = MAX_BATCHES) -> int:
+    """Run `batch` until it deletes fewer than a full batch, at most `max_batches` times; the total."""
     deleted = 0
     for _ in range(max_batches):
-        batch: int = await pool.fetchval("SELECT sweep_expired_idempotency_keys($1, $2)", ttl_hours, batch_rows)
-        deleted += batch
-        if batch < batch_rows:
+        done = await batch(batch_rows)
+        deleted += done
+        if done < batch_rows:
             break
     return deleted
 
 
-async def run_idempotency_sweeper(
-    pool: asyncpg.Pool,
-    ttl_hours: int,
+async def run_periodically(
+    what: str,
+    batch: Batch,
     interval_seconds: float,
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
-    """Sweep forever, every `interval_seconds` (jittered so replicas spread out)."""
+    """A pass of `batch` every `interval_seconds` (jittered so replicas spread out), forever."""
     while True:
         await sleep(interval_seconds * random.uniform(0.8, 1.2))
         try:
-            deleted = await sweep_expired_idempotency_keys(pool, ttl_hours)
+            deleted = await in_batches(batch)
         except Exception as exc:  # noqa: BLE001 - the next pass retries; requests are unaffected
-            log.warning("idempotency key sweep failed: %s", type(exc).__name__)
+            log.warning("%s failed: %s", what, type(exc).__name__)
             continue
         if deleted:
-            log.info("idempotency key sweep deleted %d expired key(s)", deleted)
+            log.info("%s deleted %d row(s)", what, deleted)
+
+
+def idempotency_sweep(pool: asyncpg.Pool, ttl_hours: int) -> Batch:
+    """One batch of expired Idempotency-Keys of every user."""
+
+    async def batch(max_rows: int) -> int:
+        deleted: int = await pool.fetchval("SELECT sweep_expired_idempotency_keys($1, $2)", ttl_hours, max_rows)
+        return deleted
+
+    return batch
+
+
+async def sweep_expired_idempotency_keys(
+    pool: asyncpg.Pool, ttl_hours: int, *, batch_rows: int = BATCH_ROWS, max_batches: int = MAX_BATCHES
+) -> int:
+    """One pass of the sweep; the number deleted."""
+    return await in_batches(idempotency_sweep(pool, ttl_hours), batch_rows=batch_rows, max_batches=max_batches)
