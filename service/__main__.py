@@ -14,14 +14,14 @@ from .settings import Settings, SettingsError, load_settings
 
 async def migrate(settings: Settings) -> list[str]:
     from .app import open_database
-    from .db.migrate import apply_migrations
     from .db.pool import connect
+    from .schema import prepare_database
 
     async with contextlib.AsyncExitStack() as stack:
         dsn = await open_database(settings, stack)
         conn = await connect(dsn, settings)
         try:
-            return await apply_migrations(conn)
+            return await prepare_database(conn)
         finally:
             await conn.close()
 

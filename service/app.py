@@ -19,7 +19,6 @@ from .auth.verifier import build_verifier
 from .body_limit import BodyLimitMiddleware
 from .db.embedded import DATABASE_NAME, EmbeddedPostgres, ensure_database, start_embedded_postgres
 from .db.maintenance import idempotency_sweep, run_periodically
-from .db.migrate import apply_migrations
 from .db.pool import connect, create_pool
 from .head import HeadAsGetMiddleware
 from .health import ReadinessProbe
@@ -29,6 +28,7 @@ from .oauth_metadata import router as oauth_metadata_router
 from .observability import ObservabilityMiddleware, configure_logging, parse_networks
 from .problems import install_error_handlers
 from .resources import Resources, app_resources, install
+from .schema import prepare_database
 from .settings import Settings
 from .sync.routes import router as sync_router
 from .sync.runtime import start_live_updates
@@ -56,7 +56,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             dsn = await open_database(settings, stack)
             conn = await connect(dsn, settings)
             try:
-                await apply_migrations(conn)
+                await prepare_database(conn)
             finally:
                 await conn.close()
             pool = await create_pool(dsn, settings)

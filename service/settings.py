@@ -232,7 +232,10 @@ class Settings(BaseSettings):
         2.0, ge=0.01, le=60, description="How long a request waits for a free connection before a 503, in seconds."
     )
     db_statement_timeout_ms: Int = Field(
-        5000, ge=0, description="statement_timeout of each request's transaction, in milliseconds (0: none)."
+        5000,
+        ge=0,
+        description="Time limit of each request's statements, in milliseconds (0: none): statement_timeout in a"
+        " transaction; for a one-round-trip statement, the client cancels it.",
     )
     db_statement_cache_size: Int = Field(
         100,

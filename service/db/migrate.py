@@ -53,7 +53,7 @@ async def apply_migrations(conn: asyncpg.Connection, directory: Path = MIGRATION
     """Apply what is missing; return the versions applied by this call."""
     migrations = find_migrations(directory)
     async with conn.transaction():
-        await _lock(conn)
+        await take_migration_lock(conn)
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version text PRIMARY KEY, sha256 text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
@@ -61,7 +61,7 @@ async def apply_migrations(conn: asyncpg.Connection, directory: Path = MIGRATION
     applied_now: list[str] = []
     for migration in migrations:
         async with conn.transaction():
-            await _lock(conn)
+            await take_migration_lock(conn)
             recorded = await conn.fetchval("SELECT sha256 FROM schema_migrations WHERE version = $1", migration.version)
             if recorded is not None:
                 if recorded != migration.sha256:
@@ -78,7 +78,7 @@ async def apply_migrations(conn: asyncpg.Connection, directory: Path = MIGRATION
     return applied_now
 
 
-async def _lock(conn: asyncpg.Connection) -> None:
+async def take_migration_lock(conn: asyncpg.Connection) -> None:
     """Wait (bounded) for any other replica's migration transaction to end."""
     await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_SECONDS}s'")
     await conn.execute("SELECT pg_advisory_xact_lock($1)", ADVISORY_LOCK_ID)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncpg
 
 from ..db.session import UserConnection
+from ..db.statements import OwnedStatement
 from ..tasks.queries import TASK_DOCUMENT
 
 _COUNTER = (
@@ -44,14 +45,29 @@ TASKS_AFTER = (
 )
 
 
+OWNED_CHANGES_AFTER = OwnedStatement(CHANGES_AFTER)
+OWNED_TASKS_AFTER = OwnedStatement(TASKS_AFTER)
+
+
+def owned_statements() -> list[OwnedStatement]:
+    """Every statement of this module that a request sends in one round trip."""
+    return [OWNED_CHANGES_AFTER, OWNED_TASKS_AFTER]
+
+
 async def changes_after(db: UserConnection, user_id: str, seq: int, limit: int) -> asyncpg.Record:
     """latest, expired_below, seqs (int[] or NULL), changes (JSON texts or NULL)."""
-    return await db.fetchrow(CHANGES_AFTER, user_id, seq, limit)
+    return _the_row(await db.one_row(OWNED_CHANGES_AFTER, user_id, seq, limit))
 
 
 async def tasks_after(db: UserConnection, user_id: str, task_id: int, limit: int) -> asyncpg.Record:
     """latest, expired_below, seqs (here: task ids, or NULL), changes (upserts, or NULL)."""
-    return await db.fetchrow(TASKS_AFTER, user_id, task_id, limit)
+    return _the_row(await db.one_row(OWNED_TASKS_AFTER, user_id, task_id, limit))
+
+
+def _the_row(found: asyncpg.Record | None) -> asyncpg.Record:
+    if found is None:  # the counter subquery makes one row, always
+        raise RuntimeError("a change feed statement returned no row")
+    return found
 
 
 async def purge_tombstones_batch(conn: asyncpg.Connection, retention_days: int, max_rows: int) -> int:

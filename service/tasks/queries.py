@@ -2,14 +2,16 @@
 
 Writes are single statements with the ownership filter in their WHERE clause (no read-then-
 write). The only dynamic SQL is built from the fixed allow-lists below, never from input. Each
-function takes a `UserConnection`: a transaction as the owner, which row-level security needs
-(on a bare pool connection every statement would silently match nothing).
+function takes a `UserConnection`: the owner's scope, which row-level security needs (on a bare
+pool connection every statement would silently match nothing). A statement that is a request's
+whole database work is an `OwnedStatement`, sent in one round trip (service.db.statements);
+`owned_statements()` lists every one of them.
 
 A task comes back as `id`, `version` (for the ETag) and `document`: its JSON text written by
 PostgreSQL (row type `task_document`, migration 0003), which is the response body as is.
 Decoding two timestamps per row into Python and encoding them again cost more than the rest of
 a list request's database work. Timestamps are written in the transaction's TimeZone, which
-`service.db.session.begin_as` sets to UTC.
+`service.db.session.begin_as` and the owned statements' functions set to UTC.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import asyncpg
 
 from ..db.session import UserConnection
+from ..db.statements import OwnedStatement
 from ..errors import InvalidRequest, TaskLimitReached
 from .due import due_arguments
 from .options import ListOptions, ListShape, sort_column
@@ -79,15 +82,20 @@ def task_quota() -> Iterator[None]:
         raise TaskLimitReached(f"{exc.args[0]}: delete tasks to create more") from None
 
 
+INSERT_TASK = OwnedStatement(
+    "INSERT INTO tasks (user_id, title, description, due_at, due_all_day, priority, labels, position)"
+    f" VALUES ($1, $2, $3, {DUE_KEY.format(local=4, offset=5)}, $6, $7::text::task_priority, $8::text[], {TOP_POSITION})"
+    f" RETURNING {TASK_COLUMNS}",
+    sets_quota=True,
+)
+
+
 async def insert_task(db: UserConnection, user_id: str, task: TaskCreate) -> asyncpg.Record:
     with task_quota():
-        return await db.fetchrow(
-            "INSERT INTO tasks (user_id, title, description, due_at, due_all_day, priority, labels, position)"
-            f" VALUES ($1, $2, $3, {DUE_KEY.format(local=4, offset=5)}, $6, $7::text::task_priority, $8::text[], {TOP_POSITION})"
-            f" RETURNING {TASK_COLUMNS}",
-            user_id,
-            *_fields_arguments(task),
-        )
+        created = await db.one_row(INSERT_TASK, user_id, *_fields_arguments(task))
+    if created is None:
+        raise RuntimeError("INSERT … RETURNING returned no row")
+    return created
 
 
 def _fields_arguments(task: TaskCreate | TaskReplace) -> tuple[Any, ...]:
@@ -95,8 +103,11 @@ def _fields_arguments(task: TaskCreate | TaskReplace) -> tuple[Any, ...]:
     return (task.title, task.description, *due_arguments(task.due), task.priority, task.labels)
 
 
+GET_TASK = OwnedStatement(f"SELECT {TASK_COLUMNS} FROM tasks WHERE {OWNED_TASK}")
+
+
 async def get_task(db: UserConnection, user_id: str, task_id: int) -> asyncpg.Record | None:
-    return await db.fetchrow(f"SELECT {TASK_COLUMNS} FROM tasks WHERE {OWNED_TASK}", user_id, task_id)
+    return await db.one_row(GET_TASK, user_id, task_id)
 
 
 async def task_exists(db: UserConnection, user_id: str, task_id: int) -> bool:
@@ -149,6 +160,11 @@ def list_statement(shape: ListShape) -> str:
     )
 
 
+@cache
+def owned_list_statement(shape: ListShape) -> OwnedStatement:
+    return OwnedStatement(list_statement(shape))
+
+
 # A search asks the trigram index for at most this many of the owner's matching ids first.
 SEARCH_CANDIDATES_MAX = 1000
 
@@ -183,17 +199,20 @@ def search_rows(columns: str, where: str, order: str) -> str:
 async def list_tasks(
     db: UserConnection, user_id: str, options: ListOptions, after: tuple[Any, int] | None, limit: int
 ) -> asyncpg.Record:
-    sql = list_statement(options.shape(after_cursor=after is not None))
-    args: list[Any] = [user_id, limit, *options.filter_arguments()]
+    statement = owned_list_statement(options.shape(after_cursor=after is not None))
+    args: list[Any] = [limit, *options.filter_arguments()]
     if after is not None:
         args.extend(after)
     try:
-        return await db.fetchrow(sql, *args)
+        found = await db.one_row(statement, user_id, *args)
     except asyncpg.DataError:  # a cursor's text key that PostgreSQL cannot read as one
         if after is None:
             raise
         message = "the cursor is not valid"
         raise InvalidRequest(message, [{"field": "cursor", "message": message}]) from None
+    if found is None:
+        raise RuntimeError("the list statement returned no row")
+    return found
 
 
 async def replace_task(
@@ -324,14 +343,17 @@ async def respace_positions(
     )
 
 
+LIST_LABELS = OwnedStatement(
+    "SELECT coalesce(json_agg(json_build_object('label', label, 'tasks', tasks) ORDER BY label), '[]')::text AS labels"
+    " FROM (SELECT label, count(*) AS tasks FROM tasks CROSS JOIN LATERAL unnest(labels) AS label"
+    " WHERE user_id = $1 GROUP BY label) AS counted"
+)
+
+
 async def list_labels(db: UserConnection, user_id: str) -> str:
     """The owner's labels with how many tasks carry each, as a JSON array ordered by label."""
-    page: str = await db.fetchval(
-        "SELECT coalesce(json_agg(json_build_object('label', label, 'tasks', tasks) ORDER BY label), '[]')::text"
-        " FROM (SELECT label, count(*) AS tasks FROM tasks CROSS JOIN LATERAL unnest(labels) AS label"
-        " WHERE user_id = $1 GROUP BY label) AS counted",
-        user_id,
-    )
+    found = await db.one_row(LIST_LABELS, user_id)
+    page: str = found["labels"] if found is not None else "[]"
     return page
 
 
@@ -394,3 +416,8 @@ async def find_idempotent_result(db: UserConnection, user_id: str, key: str) -> 
 
 def _qualified(alias: str, columns: str) -> str:
     return ", ".join(f"{alias}.{name.strip()}" for name in columns.split(","))
+
+
+def owned_statements() -> list[OwnedStatement]:
+    """Every statement of this module that a request sends in one round trip."""
+    return [GET_TASK, INSERT_TASK, LIST_LABELS, *(owned_list_statement(shape) for shape in ListShape.every())]

@@ -135,6 +135,13 @@ def parse_args(argv: list[str] | None) -> BenchOptions:
         metavar="KEY=VALUE",
         help="extra service setting, e.g. --env DB_POOL_MAX_SIZE=20 (repeatable)",
     )
+    load.add_argument(
+        "--baseline",
+        metavar="REF",
+        default=None,
+        help="also bench the service of this git commit (e.g. main), alternating with this checkout run by run, "
+        "and report both side by side (issue 16's targets need it)",
+    )
     parts = parser.add_argument_group("parts")
     parts.add_argument("--skip-http", action="store_true", help="no service, no wrk")
     parts.add_argument("--skip-db-floor", action="store_true", help="no pgbench")
@@ -173,6 +180,7 @@ def parse_args(argv: list[str] | None) -> BenchOptions:
         warmup_seconds=max(0.0, args.warmup),
         workers=args.workers,
         env_overrides=dict(args.env),
+        baseline=args.baseline,
         reuse_data=args.reuse_data,
         skip_http=args.skip_http,
         skip_db_floor=args.skip_db_floor,

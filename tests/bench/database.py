@@ -19,6 +19,11 @@ import asyncpg
 
 from service.db.embedded import EmbeddedPostgres, start_embedded_postgres
 from service.db.migrate import apply_migrations
+
+try:  # the checkout's whole schema step; a service from before one-round-trip statements has migrations only
+    from service.schema import prepare_database
+except ImportError:
+    prepare_database = apply_migrations
 from service.db.session import sql_literal
 
 BENCH_DATABASE = "tasks_bench"
@@ -135,7 +140,7 @@ async def migrate_and_seed(
 ) -> dict[str, object]:
     conn = await connect(dsn)
     try:
-        applied = await apply_migrations(conn)
+        applied = await prepare_database(conn)
         started = time.perf_counter()
         if not seed:
             return {

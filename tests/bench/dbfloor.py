@@ -1,11 +1,14 @@
 """The database floor: the list's SQL run by pgbench (C, no HTTP, no Python) at the same
-concurrency as the HTTP runs, in three variants:
+concurrency as the HTTP runs, in these variants:
 
-- `rls`: what the service sends for one list request, round trip for round trip. First the
+- `rls-call`: what the service sends for one list request since it takes one round trip: the
+  call of the list statement's function (service.db.statements), prepared, on a superuser
+  connection like the service's. This is the floor, when the checkout has it.
+- `rls`: the list as it took three round trips. First the
   statements of `service.db.session.begin_as` (BEGIN, SET LOCAL ROLE tasks_app, the local
   timeouts, set_config('app.user_id', …, true)) in one round trip (a pipeline here, one
-  simple-query message in the service), then the prepared list statement, then COMMIT, on a
-  superuser connection like the service's. This is the floor.
+  simple-query message in the service), then the prepared list statement, then COMMIT. The floor
+  of a checkout from before one-round-trip statements.
 - `superuser-txn`: the same round trips without SET LOCAL ROLE: row-level security bypassed.
 - `plain`: the prepared list statement alone, as the superuser, no transaction.
 
@@ -46,8 +49,26 @@ def _default_list_statement() -> str:
     return list_statement(ListOptions().shape(after_cursor=False))
 
 
-# The default page: the statement reads one row more than the page to know whether there is a next one.
-LIST_SQL = _default_list_statement().replace("$1", USER_ID).replace("$2", str(LIST_DEFAULT_LIMIT))
+def _default_list_call() -> str | None:
+    """The call the service sends for the default list in one round trip (None: a checkout
+    from before one-round-trip statements)."""
+    try:
+        from service.tasks.options import ListOptions
+        from service.tasks.queries import owned_list_statement
+    except ImportError:
+        return None
+    return owned_list_statement(ListOptions().shape(after_cursor=False)).call
+
+
+def _bound(sql: str) -> str:
+    """The default page for the user pgbench draws: the statement reads one row more than the
+    page to know whether there is a next one."""
+    return sql.replace("$1", USER_ID).replace("$2", str(LIST_DEFAULT_LIMIT))
+
+
+LIST_SQL = _bound(_default_list_statement())
+_LIST_CALL = _default_list_call()
+LIST_CALL = None if _LIST_CALL is None else _bound(_LIST_CALL)
 _PLACEHOLDER = "bench-user-placeholder"
 
 
@@ -69,6 +90,7 @@ def _transaction_script(with_role: bool) -> str:
 
 VARIANTS = {
     # name: (pgbench script, whether the transaction takes the service's role)
+    **({"rls-call": (f"\\set uid random(1, :users)\n{LIST_CALL};\n", True)} if LIST_CALL else {}),
     "rls": (_transaction_script(with_role=True), True),
     "superuser-txn": (_transaction_script(with_role=False), False),
     "plain": (f"\\set uid random(1, :users)\n{LIST_SQL};\n", False),
@@ -88,7 +110,13 @@ async def check_scripts(dsn: str, expected_rows: int) -> dict[str, str]:
     conn = await connect(dsn)
     try:
         for variant in VARIANTS:
-            if variant == "plain":
+            if variant == "rls-call":
+                assert LIST_CALL is not None
+                function = LIST_CALL.split(" FROM ", 1)[1].split("(", 1)[0]
+                settings = await conn.fetchval("SELECT proconfig FROM pg_proc WHERE oid = $1::regproc", function)
+                found[variant] = next((s.split("=", 1)[1] for s in settings or [] if s.startswith("role=")), "")
+                rows = await conn.fetch(LIST_CALL.replace(":uid", "1"))
+            elif variant == "plain":
                 found[variant] = await conn.fetchval("SELECT current_user")
                 rows = await conn.fetch(list_sql)
             else:
@@ -101,8 +129,9 @@ async def check_scripts(dsn: str, expected_rows: int) -> dict[str, str]:
                 raise BenchSetupError(
                     f"pgbench variant {variant}: the list returned {_tasks_listed(rows)} tasks, expected {expected_rows}"
                 )
-        if found["rls"] != APP_ROLE:
-            raise BenchSetupError(f"pgbench variant rls runs as {found['rls']!r}, not {APP_ROLE!r}")
+        for variant in ("rls", "rls-call"):
+            if variant in found and found[variant] != APP_ROLE:
+                raise BenchSetupError(f"pgbench variant {variant} runs as {found[variant]!r}, not {APP_ROLE!r}")
         without_user = [part for part in begin_statements(with_role=True) if USER_ID not in part]
         await conn.execute("; ".join(without_user))
         leaked = await conn.fetch(list_sql)

@@ -19,7 +19,12 @@ MEMORY_WARM_FRACTION = 0.2  # growth is measured from this far into the run (cac
 MEMORY_GROWTH_TARGET = 0.05  # "flat": each worker grows by at most 5 % after that
 
 
-_VARIANT_NAMES = {"rls": "db: list (RLS txn)", "superuser-txn": "db: list (su txn)", "plain": "db: list (plain)"}
+_VARIANT_NAMES = {
+    "rls-call": "db: list (RLS 1 call)",
+    "rls": "db: list (RLS txn)",
+    "superuser-txn": "db: list (su txn)",
+    "plain": "db: list (plain)",
+}
 
 
 def _ms(us: float | None) -> str:
@@ -34,15 +39,27 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _version(row: dict[str, Any]) -> str:
+    return str(row.get("version", "checkout"))
+
+
 def add_ratios(http: list[dict[str, Any]], floors: list[dict[str, Any]]) -> None:
-    """Each HTTP row as a ratio to /healthz at the same connections, and the list to the DB floor."""
-    healthz = {row["connections"]: row["rps"] for row in http if row["workload"] == "healthz"}
-    db = {row["connections"]: row["tps"] for row in floors if row["variant"] == "rls"}
+    """Each HTTP row as a ratio to /healthz of the same service at the same connections, and the
+    list to the DB floor."""
+    healthz = {(_version(row), row["connections"]): row["rps"] for row in http if row["workload"] == "healthz"}
+    floors_by = {(row["variant"], row["connections"]): row["tps"] for row in floors}
     for row in http:
-        ceiling = healthz.get(row["connections"])
+        ceiling = healthz.get((_version(row), row["connections"]))
         row["ratio_to_healthz"] = round(row["rps"] / ceiling, 3) if ceiling else None
-        floor = db.get(row["connections"]) if row["workload"] == "list" else None
+        floor = floors_by.get((_floor_variant(row, floors), row["connections"])) if row["workload"] == "list" else None
         row["ratio_to_db_floor"] = round(row["rps"] / floor, 3) if floor else None
+
+
+def _floor_variant(row: dict[str, Any], floors: list[dict[str, Any]]) -> str:
+    """The pgbench variant that sends what this row's service sends: one call per list when the
+    checkout has it (a baseline from before one-round-trip statements: the transaction)."""
+    has_call = any(floor["variant"] == "rls-call" for floor in floors)
+    return "rls-call" if has_call and _version(row) == "checkout" else "rls"
 
 
 def _div(a: float | None, b: float | None) -> float | None:
@@ -83,7 +100,7 @@ def format_tables(record: dict[str, Any]) -> str:
     for row in record["http"]:
         lat = row["latency_us"]
         lines.append(
-            f"{row.get('name', row['workload']):<24}{row['connections']:>6}{row['rps']:>10.0f}{_ms(lat.get('p50')):>9}{_ms(lat.get('p99')):>9}"
+            f"{row.get('name', row['workload']) + (' [base]' if _version(row) == 'baseline' else ''):<24}{row['connections']:>6}{row['rps']:>10.0f}{_ms(lat.get('p50')):>9}{_ms(lat.get('p99')):>9}"
             f"{row['errors_total']:>8}{_ratio(row.get('ratio_to_healthz')):>10}{_ratio(row.get('ratio_to_db_floor')):>11}"
             f"{_us(row.get('service_cpu_us_per_request')):>12}{_us(row.get('postgres_cpu_us_per_request')):>11}"
         )
@@ -122,11 +139,116 @@ def format_tables(record: dict[str, Any]) -> str:
                 f"{alg:<20}{row['miss_us']:>9.1f}{row['joserfc_us']:>9.1f}{row['raw_us']:>9.1f}{row['hit_us']:>8.2f}"
                 f"{row['miss_over_raw']:>10.2f}{row['hit_over_miss']:>10.3f}"
             )
-    targets = record.get("targets") or []
-    if targets:
-        lines += ["", "issue 6 targets (reported, not asserted):"]
-        lines += [f"  [{'met' if t['met'] else 'NOT met'}] {t['target']}: {t['value']}" for t in targets]
+    if record.get("baseline"):
+        lines += ["", format_comparison(record)]
+    for issue, key in (("6", "targets"), ("16", "targets_issue16")):
+        targets = record.get(key) or []
+        if targets:
+            lines += ["", f"issue {issue} targets (reported, not asserted):"]
+            lines += [f"  [{'met' if t['met'] else 'NOT met'}] {t['target']}: {t['value']}" for t in targets]
     return "\n".join(lines)
+
+
+COMPARED = (  # (column, value in a row, format)
+    ("p50 ms", lambda row: row["latency_us"].get("p50", 0) / 1000, "{:.2f}"),
+    ("p99 ms", lambda row: row["latency_us"].get("p99", 0) / 1000, "{:.2f}"),
+    ("svc µs/req", lambda row: row.get("service_cpu_us_per_request"), "{:.0f}"),
+    ("pg µs/req", lambda row: row.get("postgres_cpu_us_per_request"), "{:.0f}"),
+)
+
+
+def _pairs(record: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(baseline row, checkout row) of each run both services made, in run order."""
+    baseline = {
+        (r.get("name", r["workload"]), r["connections"]): r for r in record["http"] if _version(r) == "baseline"
+    }
+    return [
+        (baseline[key], row)
+        for row in record["http"]
+        if _version(row) == "checkout" and (key := (row.get("name", row["workload"]), row["connections"])) in baseline
+    ]
+
+
+def format_comparison(record: dict[str, Any]) -> str:
+    base = record["baseline"]
+    header = f"{'workload':<24}{'conns':>6}" + "".join(
+        f"{column + ' base → now (now/base)':>34}" for column, _, _ in COMPARED
+    )
+    lines = [
+        f"this checkout against the baseline {base['ref']} ({base['commit'][:12]}), run by run:",
+        header,
+        "-" * len(header),
+    ]
+    for old, new in _pairs(record):
+        cells = []
+        for _, value, fmt in COMPARED:
+            a, b = value(old), value(new)
+            if a is None or b is None:
+                cells.append(f"{'-':>34}")
+                continue
+            ratio = f" ({b / a:.2f})" if a else ""
+            cells.append(f"{fmt.format(a) + ' → ' + fmt.format(b) + ratio:>34}")
+        lines.append(f"{new.get('name', new['workload']):<24}{new['connections']:>6}" + "".join(cells))
+    return "\n".join(lines)
+
+
+# Issue 16's targets: one database round trip per request.
+SINGLE_CONNECTION_CUT = 0.35  # list and get p50, create's service CPU: at least this much lower than the baseline
+FLOOR_SHARE_TARGET = 0.6  # list req/s at FLOOR_CONNECTIONS >= this x pgbench of the same SQL
+FLOOR_CONNECTIONS = 16
+
+
+def evaluate_issue16_targets(record: dict[str, Any]) -> list[dict[str, Any]]:
+    results = []
+
+    def add(target: str, value: str, met: bool) -> None:
+        results.append({"target": target, "value": value, "met": met})
+
+    now = {(r["workload"], r["connections"]): r for r in record["http"] if _version(r) == "checkout"}
+    for (workload, connections), row in sorted(now.items()):
+        svc, pg = row.get("service_cpu_us_per_request"), row.get("postgres_cpu_us_per_request")
+        if workload == "list" and svc is not None and pg is not None:
+            add(
+                f"1. list at {connections} conns: service CPU <= PostgreSQL CPU per request",
+                f"{svc:.0f} vs {pg:.0f} µs",
+                svc <= pg,
+            )
+    listing = now.get(("list", FLOOR_CONNECTIONS))
+    if listing and listing.get("ratio_to_db_floor") is not None:
+        ratio = listing["ratio_to_db_floor"]
+        add(
+            f"2. list at {FLOOR_CONNECTIONS} conns >= {FLOOR_SHARE_TARGET} x pgbench of the SQL it sends",
+            f"{ratio:.2f}",
+            ratio >= FLOOR_SHARE_TARGET,
+        )
+    pairs = {(new["workload"], new["connections"]): (old, new) for old, new in _pairs(record)}
+    for workload, value, what in (
+        ("list", lambda r: r["latency_us"].get("p50"), "p50"),
+        ("get", lambda r: r["latency_us"].get("p50"), "p50"),
+        ("create", lambda r: r.get("service_cpu_us_per_request"), "service CPU"),
+    ):
+        pair = pairs.get((workload, 1))
+        if pair and value(pair[0]) and value(pair[1]) is not None:
+            ratio = value(pair[1]) / value(pair[0])
+            add(
+                f"3. {workload} {what} at 1 conn >= {SINGLE_CONNECTION_CUT:.0%} below the baseline",
+                f"now/base {ratio:.2f}",
+                ratio <= 1 - SINGLE_CONNECTION_CUT,
+            )
+    at_64 = [row for (workload, connections), row in now.items() if connections == TARGET_CONNECTIONS]
+    if at_64:
+        errors = sum(row["errors_total"] for row in at_64)
+        add(f"4. every workload at {TARGET_CONNECTIONS} conns: zero errors", str(errors), errors == 0)
+    for (workload, connections), (old, new) in sorted(pairs.items()):
+        if connections == TARGET_CONNECTIONS and workload != "healthz":
+            a, b = old["latency_us"].get("p99"), new["latency_us"].get("p99")
+            if a and b is not None:
+                add(
+                    f"4. {workload} at {connections} conns: p99 no worse than the baseline",
+                    f"{a / 1000:.1f} → {b / 1000:.1f} ms",
+                    b <= a,
+                )
+    return results
 
 
 def evaluate_targets(record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -135,7 +257,7 @@ def evaluate_targets(record: dict[str, Any]) -> list[dict[str, Any]]:
     def add(target: str, value: str, met: bool) -> None:
         results.append({"target": target, "value": value, "met": met})
 
-    rows = {(r["workload"], r["connections"]): r for r in record["http"]}
+    rows = {(r["workload"], r["connections"]): r for r in record["http"] if _version(r) == "checkout"}
     listing = rows.get(("list", TARGET_CONNECTIONS))
     if listing:
         ratio = listing.get("ratio_to_healthz")
@@ -165,7 +287,7 @@ def evaluate_targets(record: dict[str, Any]) -> list[dict[str, Any]]:
             f"{p99:.1f} ms",
             p99 <= MIXED_P99_TARGET_MS,
         )
-    for row in record["http"]:
+    for row in (r for r in record["http"] if _version(r) == "checkout"):
         growth = rss_growth(row)
         if growth is not None and row["seconds"] >= MEMORY_RUN_SECONDS:
             worst = max(growth, key=lambda g: g["growth"])

@@ -22,6 +22,7 @@ from service.testing import serve_jwks
 from support.ports import free_port
 
 from . import dbfloor, load, profile, report, search, verifier
+from .baseline import check_out
 from .database import (
     BenchSetupError,
     mark_written,
@@ -57,6 +58,7 @@ class BenchOptions:
     warmup_seconds: float
     workers: int
     env_overrides: dict[str, str]
+    baseline: str | None
     reuse_data: bool
     skip_http: bool
     skip_db_floor: bool
@@ -218,25 +220,38 @@ def _http_runs(
             "access_log_setting": "ACCESS_LOG" in env,
             "settings": {k: str(v) for k, v in _settings_values(settings).items() if k != "database_url"},
         }
-        progress(f"starting the service: python -m service run, WORKERS={options.workers}")
-        service = BenchService.spawn(env, work_dir / "service.log")  # run in work_dir: no .env applies
+        baseline = check_out(options.baseline, options.bench_dir) if options.baseline else None
+        services: dict[str, BenchService] = {}
         try:
-            service.wait_ready()
-            _smoke(service, tokens.sample, options)
-            if "search" in options.workloads:
-                problems = search.smoke_search(
-                    service.base_url, issuer, record["search"]["users"], SMOKE_TIMEOUT_SECONDS
+            progress(f"starting the service: python -m service run, WORKERS={options.workers}")
+            services["checkout"] = BenchService.spawn(env, work_dir / "service.log")  # in work_dir: no .env applies
+            if baseline is not None:
+                progress(
+                    f"starting the baseline's service ({baseline.ref}, {baseline.commit[:12]}) from {baseline.path}"
                 )
-                if problems:
-                    raise service.fail("smoke check of the search: " + "; ".join(problems))
-            record["service"]["rss_mib_start"] = service.rss_mib()
+                record["baseline"] = {"ref": baseline.ref, "commit": baseline.commit}
+                baseline_env = {**env, "PORT": str(free_port()), "PYTHONPATH": str(baseline.path)}
+                services["baseline"] = BenchService.spawn(baseline_env, work_dir / "service-baseline.log")
+            for service in services.values():
+                service.wait_ready()
+                _smoke(service, tokens.sample, options)
+            if "search" in options.workloads:
+                for service in services.values():
+                    problems = search.smoke_search(
+                        service.base_url, issuer, record["search"]["users"], SMOKE_TIMEOUT_SECONDS
+                    )
+                    if problems:
+                        raise service.fail("smoke check of the search: " + "; ".join(problems))
+            record["service"]["rss_mib_start"] = services["checkout"].rss_mib()
             if options.warmup_seconds > 0:
                 progress(
                     f"warm-up {options.warmup_seconds:g} s (list, get, toggle at {max(options.connections)} conns)"
                 )
-                load.run_wrk(
-                    wrk, service.base_url, tokens.path, "warmup", max(options.connections), options.warmup_seconds
-                )
+                for service in services.values():
+                    load.run_wrk(
+                        wrk, service.base_url, tokens.path, "warmup", max(options.connections), options.warmup_seconds
+                    )
+            order = list(services)
             for workload in options.workloads:
                 if workload in ADDING_WORKLOADS:
                     asyncio.run(mark_written(dsn))
@@ -245,22 +260,26 @@ def _http_runs(
                         data_file = (
                             search_run.write_data_file(work_dir / "search.txt", issuer) if search_run else tokens.path
                         )
-                        record["http"].append(
-                            _one_run(options, wrk, service, server.postmaster_pid(), tokens, workload, connections,
-                                     py_spy, record, progress, stamp, data_file=data_file, search_run=search_run)
-                        )  # fmt: skip
-            record["service"]["rss_mib_end"] = service.rss_mib()
+                        for version in order:
+                            record["http"].append(
+                                _one_run(options, wrk, services[version], server.postmaster_pid(), tokens, workload,
+                                         connections, py_spy if version == "checkout" else None, record, progress,
+                                         stamp, data_file=data_file, search_run=search_run, version=version)
+                            )  # fmt: skip
+                        order.reverse()  # the other one first next time
+            record["service"]["rss_mib_end"] = services["checkout"].rss_mib()
         finally:
-            progress("stopping the service")
-            code = service.stop()
-            record["service"]["exit_code"] = code
-            if code not in (0, None):
-                progress(f"the service exited with code {code}; log: {service.log_path}")
+            for version, service in services.items():
+                progress("stopping the service" + (" of the baseline" if version == "baseline" else ""))
+                code = service.stop()
+                (record["service"] if version == "checkout" else record["baseline"])["exit_code"] = code
+                if code not in (0, None):
+                    progress(f"the service exited with code {code}; log: {service.log_path}")
 
 
 def _one_run(options, wrk, service: BenchService, postmaster: int | None, tokens: TokenFile, workload: str,
              connections: int, py_spy, record: dict, progress: Progress, stamp: str, *, data_file: Path,
-             search_run: search.SearchRun | None = None) -> dict[str, Any]:  # fmt: skip
+             search_run: search.SearchRun | None = None, version: str = "checkout") -> dict[str, Any]:  # fmt: skip
     tokens.refresh_for(options.duration_seconds)  # rewrites tokens.path only: a search run's file is fresh
     name = search_run.name if search_run else workload
     rss_before = service.rss_mib()
@@ -296,7 +315,8 @@ def _one_run(options, wrk, service: BenchService, postmaster: int | None, tokens
     per_request = lambda before, after: (  # noqa: E731
         round((after - before) / result.requests * 1e6, 1) if before is not None and result.requests else None
     )
-    row = {"workload": workload, "name": name, "connections": connections, "profiled": recording is not None,
+    row = {"workload": workload, "name": name, "version": version, "connections": connections,
+           "profiled": recording is not None,
            **({"search_user": search_run.user.label, "term_class": search_run.term_class} if search_run else {}),
            **result.as_dict(),
            "service_cpu_us_per_request": per_request(cpu_before[0], cpu_after[0]),
@@ -304,7 +324,7 @@ def _one_run(options, wrk, service: BenchService, postmaster: int | None, tokens
            "rss_mib_before": rss_before, "rss_mib_after": service.rss_mib(), "rss_mib_samples": rss_samples}  # fmt: skip
     lat = result.latency_us
     progress(
-        f"{name:<8} -c {connections:<3} {result.rps:8.0f} req/s  p50 {lat['p50'] / 1000:6.2f} ms  "
+        f"{name + (' [base]' if version == 'baseline' else ''):<8} -c {connections:<3} {result.rps:8.0f} req/s  p50 {lat['p50'] / 1000:6.2f} ms  "
         f"p99 {lat['p99'] / 1000:7.2f} ms  errors {result.error_count}  service CPU {row['service_cpu_us_per_request']} µs/req"
     )
     if service.process.poll() is not None:
@@ -350,6 +370,7 @@ def _report(record: dict, output: Path, progress: Progress) -> None:
     report.add_ratios(record["http"], record["db_floor"])
     record["rls_cost"] = report.rls_cost(record["db_floor"])
     record["targets"] = report.evaluate_targets(record)
+    record["targets_issue16"] = report.evaluate_issue16_targets(record)
     report.write_json(record, output)  # first: a closed stdout (`| head`) must not lose it
     if record["http"] or record["db_floor"] or record["verifier"]:
         print(report.format_tables(record))

@@ -15,6 +15,7 @@ import os
 import random
 import subprocess
 import sys
+import uuid
 from typing import Any
 
 import asyncpg
@@ -25,6 +26,7 @@ import pytest
 from service.db.migrate import ADVISORY_LOCK_ID, apply_migrations
 from service.db.pool import create_pool
 from service.db.session import APP_ROLE, begin_as, user_transaction
+from service.db.statements import OwnedStatement, install_owned_statements
 from service.settings import REPO_ROOT, Settings
 from support.app import User
 from support.pgbouncer import Pgbouncer, ensure_pgbouncer, pgbouncer_version, running_pgbouncer
@@ -202,6 +204,15 @@ async def test_mixed_traffic_of_two_users_through_pgbouncer_transaction_mode(
         assert max(clients for _, clients in samples) > SERVER_CONNECTIONS, samples
 
 
+async def left_behind(pool: asyncpg.Pool, after: str) -> list[str]:
+    """A user or a role still set on whichever server connection pgbouncer hands out next."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT current_setting('app.user_id', true) AS u, current_user = session_user AS own_role"
+        )
+    return [] if row["u"] in (None, "") and row["own_role"] else [f"outside, after {after}: {dict(row)}"]
+
+
 async def test_rls_user_is_set_inside_each_transaction_and_gone_outside_it(
     bouncer: Pgbouncer, migrated: str, alice, bob
 ):
@@ -230,12 +241,7 @@ async def test_rls_user_is_set_inside_each_transaction_and_gone_outside_it(
                     or after["pid"] != before["pid"]
                 ):
                     problems.append(f"inside {user_id}: {dict(before)} then {dict(after)}")
-            async with pool.acquire() as conn:  # outside any transaction of ours
-                row = await conn.fetchrow(
-                    "SELECT current_setting('app.user_id', true) AS u, current_user = session_user AS own_role"
-                )
-                if row["u"] not in (None, "") or not row["own_role"]:
-                    problems.append(f"outside, after {user_id}: {dict(row)}")
+            problems.extend(await left_behind(pool, user_id))  # outside any transaction of ours
 
     try:
         await asyncio.gather(*(worker(user.id, 25) for user in (alice, bob, alice, bob, alice, bob)))
@@ -243,6 +249,47 @@ async def test_rls_user_is_set_inside_each_transaction_and_gone_outside_it(
         await pool.close()
     assert problems == []
     # Both users' transactions ran on the same (at most two) server connections.
+    assert len(seen[alice.id] | seen[bob.id]) <= SERVER_CONNECTIONS
+    assert seen[alice.id] & seen[bob.id], seen
+
+
+async def test_owned_statements_run_as_the_caller_and_leave_nothing_behind(
+    bouncer: Pgbouncer, migrated: str, alice, bob
+):
+    """Statements sent in one round trip (service.db.statements), made through pgbouncer, on 6
+    client connections over 2 server connections: inside, the user and the role are the
+    caller's and a statement without an owner filter sees only the caller's rows; outside, on
+    whatever server connection pgbouncer picks next, nothing is left."""
+    tag = uuid.uuid4().hex  # a statement of this test's own, so pgbouncer's clients make it
+    probe = OwnedStatement(
+        f"SELECT '{tag}' AS tag, current_setting('app.user_id', true) AS who, current_user::text AS role,"
+        " pg_backend_pid() AS pid, (SELECT array_agg(DISTINCT user_id) FROM tasks) AS owners WHERE $1::text IS NOT NULL"
+    )
+    settings = Settings(db_statement_cache_size=0, db_pool_min_size=6, db_pool_max_size=6)
+    pool = await create_pool(bouncer.dsn(migrated), settings)
+    seen: dict[str, set[int]] = {alice.id: set(), bob.id: set()}
+    problems: list[str] = []
+
+    async def worker(user_id: str, rounds: int) -> None:
+        for _ in range(rounds):
+            async with user_transaction(pool, user_id, acquire_timeout_seconds=10) as db:
+                row = await db.one_row(probe, user_id)
+                assert row is not None and not db.began
+                seen[user_id].add(row["pid"])
+                if (row["who"], row["role"], row["owners"]) != (user_id, APP_ROLE, [user_id]):
+                    problems.append(f"inside {user_id}: {dict(row)}")
+            problems.extend(await left_behind(pool, user_id))  # outside any statement of ours
+
+    try:
+        async with pool.acquire() as conn:
+            assert await install_owned_statements(conn, [probe]) == [probe.name]
+        for user in (alice, bob):
+            async with user_transaction(pool, user.id, acquire_timeout_seconds=10) as db:
+                await db.execute("INSERT INTO tasks (user_id, title) VALUES ($1, 'mine')", user.id)
+        await asyncio.gather(*(worker(user.id, 25) for user in (alice, bob, alice, bob, alice, bob)))
+    finally:
+        await pool.close()
+    assert problems == []
     assert len(seen[alice.id] | seen[bob.id]) <= SERVER_CONNECTIONS
     assert seen[alice.id] & seen[bob.id], seen
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
 
 from service.db.session import UserConnection
+from service.db.statements import SCHEMA
 from service.resources import Resources, app_resources
-from support.app import assert_problem
+from support.app import assert_problem, create
 
 WAITERS = 5
 NEWCOMERS = 20
@@ -84,3 +86,61 @@ async def test_failed_transactions_give_back_their_gate_permit_and_connection(st
                 async with resources.transaction(alice.id):
                     raise ZeroDivisionError
         assert (await client.get(alice.url(), headers=alice.headers)).status_code == 200
+
+
+# -- round trips: a one-statement request is one, other writes keep their transaction ----------
+
+
+@pytest.fixture
+def statements_sent(monkeypatch) -> list[str]:
+    """The SQL of every statement the app's connections send (one per round trip)."""
+    sent: list[str] = []
+    for method in ("execute", "fetch", "fetchrow", "fetchval"):
+        original = getattr(asyncpg.Connection, method)
+
+        async def spy(self, query, *args, _original=original, **kwargs):
+            sent.append(query)
+            return await _original(self, query, *args, **kwargs)
+
+        monkeypatch.setattr(asyncpg.Connection, method, spy)
+    return sent
+
+
+@pytest.mark.parametrize(
+    "method, path, status, statements",
+    [
+        pytest.param("GET", "/tasks", 200, 1, id="list"),
+        pytest.param("GET", "/tasks?q=task&priority=high&sort=due", 200, 1, id="list-searched-and-filtered"),
+        pytest.param("GET", "/tasks/{task}", 200, 1, id="get"),
+        pytest.param("GET", "/tasks/{task}", 404, 1, id="get-missing"),
+        pytest.param("POST", "/tasks", 201, 1, id="create"),
+        pytest.param("GET", "/labels", 200, 1, id="labels"),
+        pytest.param("GET", "/tasks/changes?since={since}", 200, 1, id="changes"),
+        # The first sync lists the tasks, then reads the log after the listing's seq: two reads.
+        pytest.param("GET", "/tasks/changes", 200, 2, id="changes-first-sync"),
+    ],
+)
+async def test_a_one_statement_request_is_one_round_trip(
+    client, alice, statements_sent, method, path, status, statements
+):
+    created = await create(client, alice)
+    since = (await client.get(alice.url("/changes"), headers=alice.headers)).json()["next"]
+    statements_sent.clear()
+    task = created["id"] if status != 404 else created["id"] + 1000
+    response = await client.request(
+        method,
+        f"/api/{alice.id}{path.format(task=task, since=since)}",
+        headers=alice.headers,
+        json={"title": "t"} if method == "POST" else None,
+    )
+    assert response.status_code == status, response.text
+    assert len(statements_sent) == statements, statements_sent
+    assert all(sql.startswith(f"SELECT * FROM {SCHEMA}.s_") for sql in statements_sent), statements_sent
+
+
+async def test_other_writes_keep_their_transaction(client, alice, statements_sent):
+    created = await create(client, alice)
+    statements_sent.clear()
+    response = await client.patch(alice.url(f"/{created['id']}/complete"), headers=alice.headers)
+    assert response.status_code == 200
+    assert [sql.split()[0] for sql in statements_sent] == ["BEGIN;", "UPDATE", "COMMIT"]

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from service.db.migrate import apply_migrations
+from service.schema import prepare_database
 from support.app import running_app, test_settings
 
 
@@ -17,11 +17,11 @@ def database_name(dsn: str) -> str:
 
 @pytest.fixture
 async def migrated(database_url: str) -> str:
-    """The session database's name, its migrations applied straight to the server (not through
-    a pooler: tests/db/test_pgbouncer.py shows what goes wrong then)."""
+    """The session database's name, its migrations and owned statements applied straight to the
+    server (not through a pooler: tests/db/test_pgbouncer.py shows what goes wrong then)."""
     conn = await asyncpg.connect(database_url)
     try:
-        await apply_migrations(conn)
+        await prepare_database(conn)
     finally:
         await conn.close()
     return database_name(database_url)

@@ -3,8 +3,9 @@
 query (one shard) if `tasks` and `idempotency_keys` are distributed by `user_id`.
 
 Static, from the source: `service/tasks/queries.py` is parsed with `ast`; the SQL passed to
-`db.fetch / fetchrow / fetchval / execute / executemany` is rebuilt from string constants,
-f-strings over module constants, and (for the one SQL builder, `list_statement`) every statement
+`db.fetch / fetchrow / fetchval / execute / executemany`, or as an `OwnedStatement` to
+`db.one_row` (run in one round trip by a function made from that same text), is rebuilt from
+string constants, f-strings over module constants, and (for the list's builders) every statement
 the builder can produce. The checker is itself tested against mutations of that source.
 Every query function takes a `UserConnection` (a transaction as the owner), never a pool.
 """
@@ -21,6 +22,7 @@ import asyncpg
 import orjson
 import pytest
 
+from service.db.statements import OwnedStatement
 from service.settings import REPO_ROOT
 from service.tasks.queries import DOCUMENT_FIELDS
 from service.tasks.schemas import Task
@@ -28,14 +30,23 @@ from service.tasks.schemas import Task
 SERVICE = REPO_ROOT / "service"
 QUERIES = SERVICE / "tasks" / "queries.py"
 USER_TABLES = ("tasks", "idempotency_keys", "task_changes", "sync_counters")
-EXECUTOR_METHODS = {"fetch", "fetchrow", "fetchval", "execute", "executemany"}
+EXECUTOR_METHODS = {"fetch", "fetchrow", "fetchval", "execute", "executemany", "one_row"}
 # The only modules that may run SQL at all; of them, only queries.py may touch user tables.
 # The modules whose SQL touches user tables: every such statement is checked for its owner filter.
 QUERY_MODULES = ("tasks/queries.py", "sync/queries.py")
-SQL_MODULES = {*QUERY_MODULES, "db/migrate.py", "db/session.py", "db/embedded.py", "db/maintenance.py", "health.py"}
+SQL_MODULES = {
+    *QUERY_MODULES,
+    "db/migrate.py",
+    "db/statements.py",
+    "db/session.py",
+    "db/embedded.py",
+    "db/maintenance.py",
+    "health.py",
+}
 # SQL builders: every statement each can produce, from the executed module.
 BUILDERS: dict[str, Callable[[types.ModuleType], Iterable[tuple]]] = {
     "list_statement": lambda m: ((shape,) for shape in m.ListShape.every()),
+    "owned_list_statement": lambda m: ((shape,) for shape in m.ListShape.every()),
 }
 PLACEHOLDER = "«{}»"  # an f-string part that is not a module constant
 
@@ -55,14 +66,21 @@ class Statement:
 
 
 def module_constants(module: types.ModuleType) -> dict[str, str]:
-    """The module's string constants, as executed (so f-strings over other constants resolve)."""
-    return {name: value for name, value in vars(module).items() if isinstance(value, str) and not name.startswith("__")}
+    """The module's string constants, as executed (so f-strings over other constants resolve),
+    and its owned statements' SQL."""
+    return {
+        name: value if isinstance(value, str) else value.sql
+        for name, value in vars(module).items()
+        if (isinstance(value, str) or isinstance(value, OwnedStatement)) and not name.startswith("__")
+    }
 
 
 def sql_text(node: ast.expr, constants: dict[str, str]) -> str | None:
     """The SQL of a string expression; None when it is not built from strings."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
+    if isinstance(node, ast.Name) and node.id in constants:
+        return constants[node.id]
     if isinstance(node, ast.JoinedStr):
         parts = []
         for value in node.values:
@@ -143,7 +161,8 @@ def statements_and_problems(source: str) -> tuple[list[Statement], list[str]]:
                 )
                 continue
             for arguments in BUILDERS[builder](module):
-                sql = getattr(module, builder)(*arguments)
+                built_sql = getattr(module, builder)(*arguments)
+                sql = built_sql.sql if isinstance(built_sql, OwnedStatement) else built_sql
                 statements.append(Statement(f"{function.name} via {builder}{arguments}", call.lineno, sql))
     for statement in statements:
         problems += [
@@ -324,7 +343,10 @@ def test_every_sync_statement_filters_on_the_owner_as_1():
     """The change feed's statements are module constants built from pieces; checked as built."""
     from service.sync import queries as sync_queries
 
-    statements = {"CHANGES_AFTER": sync_queries.CHANGES_AFTER, "TASKS_AFTER": sync_queries.TASKS_AFTER}
+    statements = {
+        "OWNED_CHANGES_AFTER": sync_queries.OWNED_CHANGES_AFTER.sql,
+        "OWNED_TASKS_AFTER": sync_queries.OWNED_TASKS_AFTER.sql,
+    }
     for name, sql in statements.items():
         assert sql_problems(sql) == [], name
     tree = ast.parse((SERVICE / "sync" / "queries.py").read_text(encoding="utf-8"))
@@ -458,10 +480,16 @@ MUTATIONS = [
         id="new-unfiltered-statement",
     ),
     pytest.param(
-        "    args: list[Any] = [user_id, limit, *options.filter_arguments()]",
-        "    args: list[Any] = [limit, user_id, *options.filter_arguments()]",
+        "found = await db.one_row(statement, user_id, *args)",
+        "found = await db.one_row(statement, limit, *args)",
         "$1 must be bound to user_id",
         id="list-binds-owner-second",
+    ),
+    pytest.param(
+        '" WHERE user_id = $1 GROUP BY label) AS counted"',
+        '" GROUP BY label) AS counted"',
+        "without a WHERE",
+        id="owned-statement-without-owner-filter",
     ),
     pytest.param(
         'f"SELECT 1 FROM tasks WHERE {OWNED_TASK}", user_id, task_id',
