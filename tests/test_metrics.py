@@ -178,3 +178,38 @@ def test_a_given_shared_dir_is_emptied_of_an_earlier_runs_files(monkeypatch, tmp
     with shared_dir_for_workers() as shared:
         assert shared == tmp_path and sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
     assert tmp_path.is_dir()
+
+
+FORKING_WORKER = textwrap.dedent(
+    """
+    import os
+    import sys
+    from service.metrics import ServiceMetrics
+
+    metrics = ServiceMetrics(lambda: [])
+    calls = []
+    sys.setprofile(lambda frame, event, arg: calls.append(1) if event == "c_call" and arg is os.getpid else None)
+    for _ in range(100):
+        metrics.requests.observe("GET", "/api/{user_id}/tasks", 200, 0.02)
+    sys.setprofile(None)
+    child = os.fork()
+    if child == 0:  # a forked worker writes to files of its own
+        metrics.requests.observe("GET", "/api/{user_id}/tasks", 200, 0.02)
+        os._exit(0)
+    os.waitpid(child, 0)
+    print(len(calls), child, flush=True)
+    """
+)
+
+
+def test_metric_updates_ask_for_the_process_id_once_and_again_after_a_fork(tmp_path):
+    env = {**os.environ, MULTIPROC_DIR_VARIABLE: str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", FORKING_WORKER], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    calls, child = (int(word) for word in done.stdout.split())
+    assert calls == 0  # 100 requests' counter and histogram updates, no os.getpid()
+    assert (tmp_path / f"counter_{child}.db").exists()
+    totals = merged(tmp_path)
+    assert totals[("http_request_duration_seconds_count", (("route", "/api/{user_id}/tasks"),))] == 101
