@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -95,7 +96,16 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                 log.warning(
                     "JWKS_URL is plain http: whoever can answer it can mint tokens; use https or a private network"
                 )
-            yield
+            # What start-up made (the app, its routes, libraries' tables) lives as long as the
+            # process: frozen out of the cyclic collector's way, a full collection walks only what
+            # requests made. Before, each one walked ~77,000 objects and paused the worker for tens
+            # of milliseconds, the p99 of a loaded worker.
+            gc.collect()
+            gc.freeze()
+            try:
+                yield
+            finally:
+                gc.unfreeze()
 
     app = FastAPI(
         title="Tasks service",
