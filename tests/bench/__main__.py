@@ -154,6 +154,11 @@ def parse_args(argv: list[str] | None) -> BenchOptions:
         metavar="WORKLOAD:CONNS",
         help="py-spy one worker during that run (default list:16); needs py-spy installed",
     )
+    parts.add_argument(
+        "--profile-native",
+        action="store_true",
+        help="with --profile: C frames too (system calls, Cython), e.g. to see what asyncpg's own time is",
+    )
     parser.add_argument(
         "--output",
         type=Path,
@@ -181,6 +186,7 @@ def parse_args(argv: list[str] | None) -> BenchOptions:
         workers=args.workers,
         env_overrides=dict(args.env),
         baseline=args.baseline,
+        profile_native=args.profile_native,
         reuse_data=args.reuse_data,
         skip_http=args.skip_http,
         skip_db_floor=args.skip_db_floor,

@@ -1,4 +1,6 @@
-"""Compare bench results: `python -m bench.compare --old a.json [c.json …] --new b.json [d.json …]`.
+"""Compare bench results: `python -m bench.compare --old a.json [c.json …] --new b.json [d.json …]`,
+or `python -m bench.compare --paired a.json [b.json …]` for runs made with `--baseline` (each
+file's baseline rows are the old side, its checkout rows the new).
 
 For every (workload, connections) row that both sides have: the median over each side's files of
 the service's and PostgreSQL's CPU µs per request, p50, p99 and req/s ÷ /healthz of the same
@@ -35,11 +37,14 @@ def _value(row: dict[str, Any], path: tuple[str, ...]) -> float | None:
     return float(value) / 1000 if path[0] == "latency_us" else float(value)
 
 
-def medians(files: list[Path]) -> dict[tuple[str, int], dict[str, float]]:
-    """(row name, connections) -> column -> median over the files that have it."""
+def medians(files: list[Path], version: str | None = None) -> dict[tuple[str, int], dict[str, float]]:
+    """(row name, connections) -> column -> median over the files that have it (only the rows of
+    `version`, "baseline" or "checkout", when given)."""
     values: dict[tuple[str, int], dict[str, list[float]]] = {}
     for path in files:
         for row in json.loads(path.read_text())["http"]:
+            if version is not None and row.get("version", "checkout") != version:
+                continue
             key = (row.get("name", row["workload"]), row["connections"])
             for column, where, _ in FIGURES:
                 value = _value(row, where)
@@ -48,8 +53,8 @@ def medians(files: list[Path]) -> dict[tuple[str, int], dict[str, float]]:
     return {key: {c: statistics.median(v) for c, v in columns.items()} for key, columns in values.items()}
 
 
-def table(old: list[Path], new: list[Path]) -> str:
-    before, after = medians(old), medians(new)
+def table(old: list[Path], new: list[Path], *, paired: bool = False) -> str:
+    before, after = (medians(old, "baseline"), medians(new, "checkout")) if paired else (medians(old), medians(new))
     header = f"{'workload':<24}{'conns':>6}" + "".join(f"{c + ' old→new (new/old)':>32}" for c, _, _ in FIGURES)
     lines = [f"medians of {len(old)} old and {len(new)} new runs", header, "-" * len(header)]
     for key in (k for k in after if k in before):
@@ -67,10 +72,16 @@ def table(old: list[Path], new: list[Path]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__.splitlines()[0])
-    parser.add_argument("--old", type=Path, nargs="+", required=True, help="JSON results of the old code")
-    parser.add_argument("--new", type=Path, nargs="+", required=True, help="JSON results of the new code")
+    parser.add_argument("--old", type=Path, nargs="+", help="JSON results of the old code")
+    parser.add_argument("--new", type=Path, nargs="+", help="JSON results of the new code")
+    parser.add_argument("--paired", type=Path, nargs="+", help="JSON results of runs made with --baseline")
     args = parser.parse_args(argv)
-    print(table(args.old, args.new))
+    if args.paired:
+        print(table(args.paired, args.paired, paired=True))
+    elif args.old and args.new:
+        print(table(args.old, args.new))
+    else:
+        parser.error("give --old and --new, or --paired")
     return 0
 
 

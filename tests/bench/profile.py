@@ -26,11 +26,12 @@ def find_py_spy() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
-def start_recording(py_spy: str, pid: int, seconds: float, output: Path) -> subprocess.Popen:
-    """Record `pid` for `seconds` in the background."""
+def start_recording(py_spy: str, pid: int, seconds: float, output: Path, *, native: bool = False) -> subprocess.Popen:
+    """Record `pid` for `seconds` in the background; `native` adds C frames (system calls,
+    Cython), which the Python-only stacks fold into the nearest Python function."""
     return subprocess.Popen(
         [py_spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", str(SAMPLE_RATE_HZ),
-         "--format", "raw", "--gil", "--output", str(output)],
+         "--format", "raw", "--gil", *(["--native"] if native else []), "--output", str(output)],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
 

@@ -326,7 +326,8 @@ def rss_growth(row: dict[str, Any]) -> list[dict[str, float]] | None:
 
 def format_profile(profile: dict[str, Any], top: int = 15) -> str:
     lines = [
-        f"profile of one worker, {profile['workload']} at {profile['connections']} conns ({profile['samples']} samples "
+        f"profile of the busiest worker{' (native frames too)' if profile.get('native') else ''}, "
+        f"{profile['workload']} at {profile['connections']} conns ({profile['samples']} samples "
         f"holding the GIL, {profile.get('other_threads_percent', 0):.1f}% of them in threads other than the event loop's):"
     ]
     lines.append("  own time:")

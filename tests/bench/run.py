@@ -64,6 +64,7 @@ class BenchOptions:
     skip_db_floor: bool
     skip_verifier: bool
     profile: tuple[str, int] | None
+    profile_native: bool
     bench_dir: Path
     output: Path | None
 
@@ -284,39 +285,44 @@ def _one_run(options, wrk, service: BenchService, postmaster: int | None, tokens
     name = search_run.name if search_run else workload
     rss_before = service.rss_mib()
     cpu_before = (service.cpu_seconds(), process_tree_cpu_seconds(postmaster) if postmaster else None)
-    recording = None
+    recordings: list[tuple[Any, Path, int]] = []
     if py_spy and options.profile == (workload, connections) and record["profile"] is None:  # search: its first run
-        pid = service.worker_pids()[0]
-        collapsed = options.bench_dir / f"{stamp}-profile-{name.replace(' ', '-')}-{connections}.txt"
-        recording = (profile.start_recording(py_spy, pid, options.duration_seconds, collapsed), collapsed, pid)
+        # Every worker: which one the connections land on is the kernel's choice (at one
+        # connection, one worker does all the work). The busiest one is reported.
+        for pid in service.worker_pids():
+            collapsed = options.bench_dir / f"{stamp}-profile-{name.replace(' ', '-')}-{connections}-{pid}.txt"
+            process = profile.start_recording(
+                py_spy, pid, options.duration_seconds, collapsed, native=options.profile_native
+            )
+            recordings.append((process, collapsed, pid))
     try:
         with sampling_rss(service, max(1.0, options.duration_seconds / RSS_SAMPLES_PER_RUN)) as rss_samples:
             result = load.run_wrk(wrk, service.base_url, data_file, workload, connections, options.duration_seconds)
     except BaseException:
-        if recording and recording[0].poll() is None:
-            recording[0].kill()
-            recording[0].wait(timeout=10)
+        for process, _, _ in recordings:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
         raise
     cpu_after = (service.cpu_seconds(), process_tree_cpu_seconds(postmaster) if postmaster else None)
-    if recording:
-        process, collapsed, pid = recording
-        messages = profile.finish_recording(process, options.duration_seconds)
-        if collapsed.exists():
-            record["profile"] = {
-                "workload": workload,
-                "connections": connections,
-                "pid": pid,
-                "file": str(collapsed),
-                **profile.summarize(collapsed),
-            }
+    if recordings:
+        summaries, messages = [], []
+        for process, collapsed, pid in recordings:
+            messages.append(profile.finish_recording(process, options.duration_seconds))
+            if collapsed.exists():
+                summaries.append({"workload": workload, "connections": connections, "pid": pid,
+                                  "file": str(collapsed), "native": options.profile_native,
+                                  **profile.summarize(collapsed)})  # fmt: skip
+        if summaries:
+            record["profile"] = max(summaries, key=lambda summary: summary["samples"])
         else:
-            record["profile"] = {"error": messages.strip()[-1000:]}
-            progress(f"py-spy failed: {messages.strip()[-300:]}")
+            record["profile"] = {"error": "\n".join(messages).strip()[-1000:]}
+            progress(f"py-spy failed: {' '.join(messages).strip()[-300:]}")
     per_request = lambda before, after: (  # noqa: E731
         round((after - before) / result.requests * 1e6, 1) if before is not None and result.requests else None
     )
     row = {"workload": workload, "name": name, "version": version, "connections": connections,
-           "profiled": recording is not None,
+           "profiled": bool(recordings),
            **({"search_user": search_run.user.label, "term_class": search_run.term_class} if search_run else {}),
            **result.as_dict(),
            "service_cpu_us_per_request": per_request(cpu_before[0], cpu_after[0]),
