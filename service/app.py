@@ -99,8 +99,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             # What start-up made (the app, its routes, libraries' tables) lives as long as the
             # process: frozen out of the cyclic collector's way, a full collection walks only what
             # requests made. Before, each one walked ~77,000 objects and paused the worker for tens
-            # of milliseconds, the p99 of a loaded worker.
-            gc.collect()
+            # of milliseconds, the p99 of a loaded worker. No gc.collect() first: it would cost
+            # every app start in a test process a full collection of that process's heap.
             gc.freeze()
             try:
                 yield
