@@ -58,16 +58,17 @@ def table(old: list[Path], new: list[Path], *, paired: bool = False) -> str:
     header = f"{'workload':<24}{'conns':>6}" + "".join(f"{c + ' old→new (new/old)':>32}" for c, _, _ in FIGURES)
     lines = [f"medians of {len(old)} old and {len(new)} new runs", header, "-" * len(header)]
     for key in (k for k in after if k in before):
-        cells = []
-        for column, _, fmt in FIGURES:
-            a, b = before[key].get(column), after[key].get(column)
-            if a is None or b is None:
-                cells.append(f"{'-':>32}")
-                continue
-            ratio = f"({b / a:.2f})" if a else ""
-            cells.append(f"{fmt.format(a) + ' → ' + fmt.format(b) + ' ' + ratio:>32}")
+        cells = [change(before[key].get(column), after[key].get(column), fmt, 32) for column, _, fmt in FIGURES]
         lines.append(f"{key[0]:<24}{key[1]:>6}" + "".join(cells))
     return "\n".join(lines)
+
+
+def change(old: float | None, new: float | None, fmt: str, width: int) -> str:
+    """`old → new (new/old)` right-aligned in `width` characters; "-" when either is missing."""
+    if old is None or new is None:
+        return f"{'-':>{width}}"
+    ratio = f" ({new / old:.2f})" if old else ""
+    return f"{fmt.format(old) + ' → ' + fmt.format(new) + ratio:>{width}}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,15 +49,17 @@ def _default_list_statement() -> str:
     return list_statement(ListOptions().shape(after_cursor=False))
 
 
-def _default_list_call() -> str | None:
-    """The call the service sends for the default list in one round trip (None: a checkout
-    from before one-round-trip statements)."""
+def _default_list_function() -> tuple[str, str] | None:
+    """The default list's function and the call the service sends for it in one round trip
+    (None: a checkout from before one-round-trip statements)."""
     try:
+        from service.db.statements import SCHEMA
         from service.tasks.options import ListOptions
         from service.tasks.queries import owned_list_statement
     except ImportError:
         return None
-    return owned_list_statement(ListOptions().shape(after_cursor=False)).call
+    statement = owned_list_statement(ListOptions().shape(after_cursor=False))
+    return f"{SCHEMA}.{statement.name}", statement.call
 
 
 def _bound(sql: str) -> str:
@@ -67,8 +69,8 @@ def _bound(sql: str) -> str:
 
 
 LIST_SQL = _bound(_default_list_statement())
-_LIST_CALL = _default_list_call()
-LIST_CALL = None if _LIST_CALL is None else _bound(_LIST_CALL)
+_LIST_FUNCTION = _default_list_function()
+LIST_CALL = None if _LIST_FUNCTION is None else _bound(_LIST_FUNCTION[1])
 _PLACEHOLDER = "bench-user-placeholder"
 
 
@@ -111,9 +113,10 @@ async def check_scripts(dsn: str, expected_rows: int) -> dict[str, str]:
     try:
         for variant in VARIANTS:
             if variant == "rls-call":
-                assert LIST_CALL is not None
-                function = LIST_CALL.split(" FROM ", 1)[1].split("(", 1)[0]
-                settings = await conn.fetchval("SELECT proconfig FROM pg_proc WHERE oid = $1::regproc", function)
+                assert _LIST_FUNCTION is not None and LIST_CALL is not None
+                settings = await conn.fetchval(
+                    "SELECT proconfig FROM pg_proc WHERE oid = $1::regproc", _LIST_FUNCTION[0]
+                )
                 found[variant] = next((s.split("=", 1)[1] for s in settings or [] if s.startswith("role=")), "")
                 rows = await conn.fetch(LIST_CALL.replace(":uid", "1"))
             elif variant == "plain":

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .compare import change
+
 # Issue 6's targets, for the "where we land" lines (informative only).
 LIST_VS_HEALTHZ_TARGET = 0.6
 LIST_P99_TARGET_MS = 25.0
@@ -180,14 +182,7 @@ def format_comparison(record: dict[str, Any]) -> str:
         "-" * len(header),
     ]
     for old, new in _pairs(record):
-        cells = []
-        for _, value, fmt in COMPARED:
-            a, b = value(old), value(new)
-            if a is None or b is None:
-                cells.append(f"{'-':>34}")
-                continue
-            ratio = f" ({b / a:.2f})" if a else ""
-            cells.append(f"{fmt.format(a) + ' → ' + fmt.format(b) + ratio:>34}")
+        cells = [change(value(old), value(new), fmt, 34) for _, value, fmt in COMPARED]
         lines.append(f"{new.get('name', new['workload']):<24}{new['connections']:>6}" + "".join(cells))
     return "\n".join(lines)
 
