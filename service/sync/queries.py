@@ -56,18 +56,12 @@ def owned_statements() -> list[OwnedStatement]:
 
 async def changes_after(db: UserConnection, user_id: str, seq: int, limit: int) -> asyncpg.Record:
     """latest, expired_below, seqs (int[] or NULL), changes (JSON texts or NULL)."""
-    return _the_row(await db.one_row(OWNED_CHANGES_AFTER, user_id, seq, limit))
+    return await db.one_row(OWNED_CHANGES_AFTER, user_id, seq, limit)
 
 
 async def tasks_after(db: UserConnection, user_id: str, task_id: int, limit: int) -> asyncpg.Record:
     """latest, expired_below, seqs (here: task ids, or NULL), changes (upserts, or NULL)."""
-    return _the_row(await db.one_row(OWNED_TASKS_AFTER, user_id, task_id, limit))
-
-
-def _the_row(found: asyncpg.Record | None) -> asyncpg.Record:
-    if found is None:  # the counter subquery makes one row, always
-        raise RuntimeError("a change feed statement returned no row")
-    return found
+    return await db.one_row(OWNED_TASKS_AFTER, user_id, task_id, limit)
 
 
 async def purge_tombstones_batch(conn: asyncpg.Connection, retention_days: int, max_rows: int) -> int:

@@ -92,10 +92,7 @@ INSERT_TASK = OwnedStatement(
 
 async def insert_task(db: UserConnection, user_id: str, task: TaskCreate) -> asyncpg.Record:
     with task_quota():
-        created = await db.one_row(INSERT_TASK, user_id, *_fields_arguments(task))
-    if created is None:
-        raise RuntimeError("INSERT … RETURNING returned no row")
-    return created
+        return await db.one_row(INSERT_TASK, user_id, *_fields_arguments(task))
 
 
 def _fields_arguments(task: TaskCreate | TaskReplace) -> tuple[Any, ...]:
@@ -204,15 +201,12 @@ async def list_tasks(
     if after is not None:
         args.extend(after)
     try:
-        found = await db.one_row(statement, user_id, *args)
+        return await db.one_row(statement, user_id, *args)
     except asyncpg.DataError:  # a cursor's text key that PostgreSQL cannot read as one
         if after is None:
             raise
         message = "the cursor is not valid"
         raise InvalidRequest(message, [{"field": "cursor", "message": message}]) from None
-    if found is None:
-        raise RuntimeError("the list statement returned no row")
-    return found
 
 
 async def replace_task(

@@ -480,8 +480,8 @@ MUTATIONS = [
         id="new-unfiltered-statement",
     ),
     pytest.param(
-        "found = await db.one_row(statement, user_id, *args)",
-        "found = await db.one_row(statement, limit, *args)",
+        "await db.one_row(statement, user_id, *args)",
+        "await db.one_row(statement, limit, *args)",
         "$1 must be bound to user_id",
         id="list-binds-owner-second",
     ),
