@@ -95,7 +95,7 @@ async def install_owned_statements(conn: asyncpg.Connection, statements: list[Ow
 
     Under the migrations' lock, so replicas starting together make each once. A function that
     exists must hold the body its name stands for: an edited one stops start-up, as an edited
-    migration does. Functions of other versions of the service are left alone.
+    migration does. Functions of other versions of the service are left alone (and not read).
     """
     wanted = {statement.name: statement for statement in statements}
     made: list[str] = []
@@ -104,7 +104,9 @@ async def install_owned_statements(conn: asyncpg.Connection, statements: list[Ow
         present = {
             row["proname"]: row["prosrc"]
             for row in await conn.fetch(
-                "SELECT proname, prosrc FROM pg_proc WHERE pronamespace = $1::regnamespace", SCHEMA
+                "SELECT proname, prosrc FROM pg_proc WHERE pronamespace = $1::regnamespace AND proname = ANY($2::text[])",
+                SCHEMA,
+                list(wanted),
             )
         }
         for name, statement in sorted(wanted.items()):
